@@ -1,0 +1,86 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// Names of what the webhook injects. They are reserved: a Pod that already has a
+// container or volume of that name, not injected by us, is denied.
+const (
+	WaitContainerName  = "wait-for-service"
+	FetchContainerName = "fetch"
+	FetchVolumeName    = "depends-on-fetch"
+	// FetchDir is where the fetch container mounts the shared volume.
+	FetchDir = "/depends-on/fetch"
+	// WaitCommand is the binary's path in the wait-for-service image.
+	WaitCommand = "/wait-for-service"
+	// RunAsUser is the non-root user the injected containers run as (distroless "nonroot").
+	RunAsUser int64 = 65532
+)
+
+// Config is what the webhook's flags set; DefaultConfig gives the defaults.
+type Config struct {
+	// WaitImage is the image of the injected containers.
+	WaitImage string
+	// ClusterDomain is the cluster's DNS domain, used to build Service FQDNs.
+	ClusterDomain string
+	// DefaultTimeout applies when a Pod sets no depends-on.dev/timeout; 0 waits forever.
+	DefaultTimeout time.Duration
+	// Resources of each injected container.
+	Resources corev1.ResourceRequirements
+	// FetchSizeLimit is the sizeLimit of the fetch emptyDir, and the cap on each download.
+	FetchSizeLimit resource.Quantity
+}
+
+// DefaultWaitImage is used when no image is configured.
+const DefaultWaitImage = "depends-on/wait-for-service:dev"
+
+// DefaultConfig returns the configuration the webhook's flags default to.
+func DefaultConfig() Config {
+	return Config{
+		WaitImage:     DefaultWaitImage,
+		ClusterDomain: "cluster.local",
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{
+				corev1.ResourceCPU:    resource.MustParse("10m"),
+				corev1.ResourceMemory: resource.MustParse("16Mi"),
+			},
+			Limits: corev1.ResourceList{
+				corev1.ResourceCPU:    resource.MustParse("100m"),
+				corev1.ResourceMemory: resource.MustParse("64Mi"),
+			},
+		},
+		FetchSizeLimit: resource.MustParse("32Mi"),
+	}
+}
+
+// Validate reports every invalid setting.
+func (c *Config) Validate() error {
+	var errs []error
+	if strings.TrimSpace(c.WaitImage) == "" {
+		errs = append(errs, errors.New("wait image must be set"))
+	}
+	if c.ClusterDomain == "" || strings.ContainsAny(c.ClusterDomain, " /:") {
+		errs = append(errs, fmt.Errorf("cluster domain %q is not a DNS domain", c.ClusterDomain))
+	}
+	if c.DefaultTimeout < 0 {
+		errs = append(errs, fmt.Errorf("default timeout %s must not be negative", c.DefaultTimeout))
+	}
+	if c.FetchSizeLimit.Sign() <= 0 {
+		errs = append(errs, fmt.Errorf("fetch size limit %s must be positive", c.FetchSizeLimit.String()))
+	}
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		req, hasReq := c.Resources.Requests[name]
+		lim, hasLim := c.Resources.Limits[name]
+		if hasReq && hasLim && req.Cmp(lim) > 0 {
+			errs = append(errs, fmt.Errorf("%s request %s exceeds its limit %s", name, req.String(), lim.String()))
+		}
+	}
+	return errors.Join(errs...)
+}

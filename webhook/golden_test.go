@@ -1,0 +1,167 @@
+package webhook
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	jsonpatchapply "github.com/evanphx/json-patch/v5"
+	jsonpatch "gomodules.xyz/jsonpatch/v2"
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"sigs.k8s.io/yaml"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// requestNamespace is the admission request's namespace for golden Pods that set none.
+const requestNamespace = "default"
+
+func testInjector(t testing.TB) *Injector {
+	t.Helper()
+	in, err := NewInjector(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// applyPatch applies ops to the JSON document doc, as the API server does.
+func applyPatch(t testing.TB, doc []byte, ops []jsonpatch.Operation) []byte {
+	t.Helper()
+	raw, err := json.Marshal(ops)
+	if err != nil {
+		t.Fatalf("marshal patch: %v", err)
+	}
+	p, err := jsonpatchapply.DecodePatch(raw)
+	if err != nil {
+		t.Fatalf("decode patch %s: %v", raw, err)
+	}
+	out, err := p.Apply(doc)
+	if err != nil {
+		t.Fatalf("apply patch %s: %v", raw, err)
+	}
+	return out
+}
+
+func decodePod(t testing.TB, doc []byte) *corev1.Pod {
+	t.Helper()
+	var pod corev1.Pod
+	if err := json.Unmarshal(doc, &pod); err != nil {
+		t.Fatalf("decode pod: %v", err)
+	}
+	return &pod
+}
+
+func namespaceOf(pod *corev1.Pod) string {
+	if pod.Namespace != "" {
+		return pod.Namespace
+	}
+	return requestNamespace
+}
+
+// TestGolden injects every testdata/x.yaml and compares the patched Pod with
+// testdata/x.injected.yaml; -update rewrites the goldens. Each output is injected
+// again and must come back unchanged with an empty patch.
+func TestGolden(t *testing.T) {
+	inputs, err := filepath.Glob("testdata/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := testInjector(t)
+	seen := 0
+	for _, input := range inputs {
+		if strings.HasSuffix(input, ".injected.yaml") {
+			continue
+		}
+		seen++
+		name := strings.TrimSuffix(filepath.Base(input), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			src, err := os.ReadFile(input)
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc, err := yaml.YAMLToJSON(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pod := decodePod(t, doc)
+			ops, err := in.Patch(pod, namespaceOf(pod))
+			if err != nil {
+				t.Fatalf("Patch: %v", err)
+			}
+			if len(ops) == 0 {
+				t.Fatalf("no patch for %s", input)
+			}
+			checkOpsOnlyTouchOurs(t, pod, ops)
+			patched := applyPatch(t, doc, ops)
+			got, err := yaml.JSONToYAML(patched)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", name+".injected.yaml")
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./webhook -run TestGolden -update)", err)
+			}
+			if string(got) != string(want) {
+				t.Errorf("%s is stale (run go test ./webhook -run TestGolden -update); got:\n%s", golden, got)
+			}
+
+			// Inject must describe the same Pod the patch produces.
+			out := decodePod(t, patched)
+			injected, err := in.Inject(pod, namespaceOf(pod))
+			if err != nil {
+				t.Fatalf("Inject: %v", err)
+			}
+			if !apiequality.Semantic.DeepEqual(injected, out) {
+				t.Errorf("Inject and Patch disagree:\nInject: %+v\nPatch:  %+v", injected.Spec, out.Spec)
+			}
+
+			// Idempotency: the output needs no further patch.
+			again, err := in.Patch(out, namespaceOf(out))
+			if err != nil {
+				t.Fatalf("Patch of output: %v", err)
+			}
+			if len(again) != 0 {
+				raw, _ := json.Marshal(again)
+				t.Errorf("output is not a fixed point; second patch: %s", raw)
+			}
+		})
+	}
+	if seen < 5 {
+		t.Fatalf("found only %d golden inputs in testdata/", seen)
+	}
+}
+
+// checkOpsOnlyTouchOurs asserts the patch never rewrites the user's containers or
+// volumes: it adds at the front of initContainers, appends to volumes and mounts,
+// sets our annotation, and removes only what the record says we injected.
+func checkOpsOnlyTouchOurs(t *testing.T, pod *corev1.Pod, ops []jsonpatch.Operation) {
+	t.Helper()
+	for _, op := range ops {
+		p := op.Path
+		ok := false
+		switch op.Operation {
+		case "add":
+			ok = p == "/spec/initContainers" || strings.HasPrefix(p, "/spec/initContainers/") && !strings.Contains(strings.TrimPrefix(p, "/spec/initContainers/"), "/") ||
+				p == "/spec/volumes" || p == "/spec/volumes/-" ||
+				strings.HasPrefix(p, "/spec/containers/") && (strings.HasSuffix(p, "/volumeMounts") || strings.HasSuffix(p, "/volumeMounts/-")) ||
+				p == "/metadata/annotations/depends-on.dev~1injected"
+		case "remove":
+			_, had := pod.Annotations[AnnotationInjected]
+			ok = had
+		}
+		if !ok {
+			t.Errorf("patch operation %s %s touches more than the injection", op.Operation, p)
+		}
+	}
+}

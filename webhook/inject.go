@@ -1,0 +1,302 @@
+package webhook
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/utils/ptr"
+)
+
+// Injector builds injected containers and patches from a Config.
+type Injector struct {
+	cfg Config
+}
+
+// NewInjector validates cfg and returns an Injector for it.
+func NewInjector(cfg Config) (*Injector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid injector config: %w", err)
+	}
+	cfg.ClusterDomain = strings.TrimSuffix(cfg.ClusterDomain, ".")
+	return &Injector{cfg: cfg}, nil
+}
+
+// Config returns the injector's configuration.
+func (in *Injector) Config() Config { return in.cfg }
+
+// Status is the value of AnnotationInjected: what a previous call injected.
+type Status struct {
+	Version        int      `json:"version"`
+	InitContainers []string `json:"initContainers"`
+	Volumes        []string `json:"volumes,omitempty"`
+}
+
+// InvalidError is returned when a Pod's annotations (or its clash with what would
+// be injected) make injection impossible. It lists every problem.
+type InvalidError struct {
+	Errs field.ErrorList
+}
+
+func (e *InvalidError) Error() string {
+	msgs := make([]string, len(e.Errs))
+	for i, err := range e.Errs {
+		msgs[i] = err.Error()
+	}
+	noun := "problem"
+	if len(msgs) > 1 {
+		noun = "problems"
+	}
+	return fmt.Sprintf("depends-on: %d %s: %s", len(msgs), noun, strings.Join(msgs, "; "))
+}
+
+// result is what injection computes for a Pod: the Pod without anything a previous
+// call injected (base), and the Pod as it should be (desired).
+type result struct {
+	base, desired *corev1.Pod
+	// prev is the record found on the Pod, nil if none.
+	prev *Status
+}
+
+// Inject returns a mutated copy of pod, as the patch would leave it. pod is not modified.
+func (in *Injector) Inject(pod *corev1.Pod, namespace string) (*corev1.Pod, error) {
+	r, err := in.compute(pod, namespace)
+	if err != nil {
+		return nil, err
+	}
+	return r.desired, nil
+}
+
+func (in *Injector) compute(pod *corev1.Pod, namespace string) (*result, error) {
+	if namespace == "" {
+		namespace = pod.Namespace
+	}
+	base, prev, errs := strip(pod)
+	spec, perrs := Parse(base.Annotations, ParseOptions{Namespace: namespace, ClusterDomain: in.cfg.ClusterDomain})
+	errs = append(errs, perrs...)
+	errs = append(errs, checkCollisions(base, spec)...)
+	if len(errs) > 0 {
+		return nil, &InvalidError{Errs: errs}
+	}
+	desired := base.DeepCopy()
+	in.apply(desired, spec)
+	return &result{base: base, desired: desired, prev: prev}, nil
+}
+
+// strip returns a copy of pod without what AnnotationInjected says a previous call
+// injected, and that record.
+func strip(pod *corev1.Pod) (*corev1.Pod, *Status, field.ErrorList) {
+	out := pod.DeepCopy()
+	raw, ok := out.Annotations[AnnotationInjected]
+	if !ok {
+		return out, nil, nil
+	}
+	var st Status
+	if err := json.Unmarshal([]byte(raw), &st); err != nil || st.Version != 1 {
+		return out, nil, field.ErrorList{field.Invalid(annotationsPath.Key(AnnotationInjected), raw,
+			"not written by this webhook version; remove the annotation (and what it injected)")}
+	}
+	delete(out.Annotations, AnnotationInjected)
+	ours := func(names []string, name string) bool {
+		for _, n := range names {
+			if n == name {
+				return true
+			}
+		}
+		return false
+	}
+	keep := out.Spec.InitContainers[:0]
+	for _, c := range out.Spec.InitContainers {
+		if !ours(st.InitContainers, c.Name) {
+			keep = append(keep, c)
+		}
+	}
+	out.Spec.InitContainers = emptyToNil(keep)
+	keepVols := out.Spec.Volumes[:0]
+	for _, v := range out.Spec.Volumes {
+		if !ours(st.Volumes, v.Name) {
+			keepVols = append(keepVols, v)
+		}
+	}
+	out.Spec.Volumes = emptyToNil(keepVols)
+	stripMounts := func(cs []corev1.Container) {
+		for i := range cs {
+			keep := cs[i].VolumeMounts[:0]
+			for _, m := range cs[i].VolumeMounts {
+				if !ours(st.Volumes, m.Name) {
+					keep = append(keep, m)
+				}
+			}
+			cs[i].VolumeMounts = emptyToNil(keep)
+		}
+	}
+	stripMounts(out.Spec.InitContainers)
+	stripMounts(out.Spec.Containers)
+	return out, &st, nil
+}
+
+func emptyToNil[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// checkCollisions finds names and paths in the user's Pod that injection would clash with.
+func checkCollisions(pod *corev1.Pod, spec *Spec) field.ErrorList {
+	var errs field.ErrorList
+	if spec == nil || spec.Empty() {
+		return nil
+	}
+	reserved := map[string]string{WaitContainerName: "the injected wait container"}
+	if len(spec.Fetches) > 0 {
+		reserved[FetchContainerName] = "the injected fetch container"
+	}
+	check := func(p *field.Path, cs []corev1.Container) {
+		for i, c := range cs {
+			if what, ok := reserved[c.Name]; ok && (c.Name != WaitContainerName || len(spec.Waits) > 0) {
+				errs = append(errs, field.Invalid(p.Index(i).Child("name"), c.Name,
+					fmt.Sprintf("name is reserved for %s of depends-on.dev/; rename the container", what)))
+			}
+		}
+	}
+	check(field.NewPath("spec", "initContainers"), pod.Spec.InitContainers)
+	check(field.NewPath("spec", "containers"), pod.Spec.Containers)
+	if len(spec.Fetches) == 0 {
+		return errs
+	}
+	for i, v := range pod.Spec.Volumes {
+		if v.Name == FetchVolumeName {
+			errs = append(errs, field.Invalid(field.NewPath("spec", "volumes").Index(i).Child("name"), v.Name,
+				"name is reserved for the volume depends-on.dev/fetch injects; rename the volume"))
+		}
+	}
+	p := annotationsPath.Key(AnnotationFetch)
+	for _, f := range spec.Fetches {
+		for _, c := range pod.Spec.Containers {
+			for _, m := range c.VolumeMounts {
+				mp := strings.TrimSuffix(m.MountPath, "/")
+				if mp == f.Path || strings.HasPrefix(mp, f.Path+"/") {
+					errs = append(errs, field.Invalid(p, f.Entry, fmt.Sprintf(
+						"path %s collides with volumeMount %q of container %q at %s", f.Path, m.Name, c.Name, m.MountPath)))
+				}
+			}
+		}
+	}
+	return errs
+}
+
+// apply adds the injected containers, volume and mounts to pod (a base Pod), and
+// the record of what it added.
+func (in *Injector) apply(pod *corev1.Pod, spec *Spec) {
+	if spec.Empty() {
+		return
+	}
+	st := &Status{Version: 1}
+	timeout := in.cfg.DefaultTimeout
+	if spec.HasTimeout {
+		timeout = spec.Timeout
+	}
+	var injected []corev1.Container
+	if len(spec.Waits) > 0 {
+		args := timeoutArgs(timeout)
+		for _, t := range spec.Waits {
+			args = append(args, t.Arg)
+		}
+		injected = append(injected, in.container(WaitContainerName, args))
+		st.InitContainers = append(st.InitContainers, WaitContainerName)
+	}
+	if len(spec.Fetches) > 0 {
+		args := append(timeoutArgs(timeout), "--max-bytes="+strconv.FormatInt(in.cfg.FetchSizeLimit.Value(), 10))
+		for i, f := range spec.Fetches {
+			args = append(args, "fetch:"+FetchDir+"/"+fetchFileName(i, f.Path)+"="+f.URL)
+		}
+		c := in.container(FetchContainerName, args)
+		c.VolumeMounts = []corev1.VolumeMount{{Name: FetchVolumeName, MountPath: FetchDir}}
+		injected = append(injected, c)
+		st.InitContainers = append(st.InitContainers, FetchContainerName)
+		st.Volumes = []string{FetchVolumeName}
+
+		limit := in.cfg.FetchSizeLimit.DeepCopy()
+		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{
+			Name:         FetchVolumeName,
+			VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: &limit}},
+		})
+		for ci := range pod.Spec.Containers {
+			for i, f := range spec.Fetches {
+				pod.Spec.Containers[ci].VolumeMounts = append(pod.Spec.Containers[ci].VolumeMounts, corev1.VolumeMount{
+					Name:      FetchVolumeName,
+					MountPath: f.Path,
+					SubPath:   fetchFileName(i, f.Path),
+					ReadOnly:  true,
+				})
+			}
+		}
+	}
+	pod.Spec.InitContainers = append(injected, pod.Spec.InitContainers...)
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
+	}
+	pod.Annotations[AnnotationInjected] = st.encode()
+}
+
+func (st *Status) encode() string {
+	b, err := json.Marshal(st)
+	if err != nil {
+		// A struct of strings and ints always marshals.
+		panic(fmt.Sprintf("marshal status: %v", err))
+	}
+	return string(b)
+}
+
+func timeoutArgs(d interface{ String() string }) []string {
+	if s := d.String(); s != "0s" {
+		return []string{"--timeout=" + s}
+	}
+	return nil
+}
+
+var unsafeFileChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// fetchFileName is the file's name inside the shared volume: unique by index,
+// readable by the base name of its path.
+func fetchFileName(i int, p string) string {
+	base := p[strings.LastIndex(p, "/")+1:]
+	base = unsafeFileChars.ReplaceAllString(base, "_")
+	if base == "" || base == "." || base == ".." {
+		base = "file"
+	}
+	return strconv.Itoa(i) + "-" + base
+}
+
+func (in *Injector) container(name string, args []string) corev1.Container {
+	return corev1.Container{
+		Name:                     name,
+		Image:                    in.cfg.WaitImage,
+		Command:                  []string{WaitCommand},
+		Args:                     args,
+		Resources:                *in.cfg.Resources.DeepCopy(),
+		TerminationMessagePath:   corev1.TerminationMessagePathDefault,
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		ImagePullPolicy:          corev1.PullIfNotPresent,
+		SecurityContext:          restrictedSecurityContext(),
+	}
+}
+
+// restrictedSecurityContext passes the Pod Security "restricted" profile on its own,
+// whatever the Pod-level securityContext says.
+func restrictedSecurityContext() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		RunAsNonRoot:             ptr.To(true),
+		RunAsUser:                ptr.To(RunAsUser),
+		RunAsGroup:               ptr.To(RunAsUser),
+		AllowPrivilegeEscalation: ptr.To(false),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}

@@ -1,0 +1,129 @@
+package webhook
+
+import (
+	"strconv"
+	"strings"
+
+	jsonpatch "gomodules.xyz/jsonpatch/v2"
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+)
+
+// Patch returns the JSON patch that turns pod into its injected form, or no
+// operations when pod already is in that form (a reinvocation, or a Pod re-created
+// from the webhook's own output). namespace is the request's namespace.
+//
+// The patch is built from explicit operations, never from a diff of whole objects:
+// anything injected before is removed by index, then the injected containers are
+// added in front of the Pod's own init containers, and the user's containers are
+// only ever appended to.
+func (in *Injector) Patch(pod *corev1.Pod, namespace string) ([]jsonpatch.Operation, error) {
+	r, err := in.compute(pod, namespace)
+	if err != nil {
+		return nil, err
+	}
+	if apiequality.Semantic.DeepEqual(r.desired, pod) {
+		return nil, nil
+	}
+	var ops []jsonpatch.Operation
+	if r.prev != nil {
+		ops = removeOps(pod, r.prev)
+	}
+	return append(ops, addOps(r.base, r.desired, r.prev != nil)...), nil
+}
+
+// removeOps removes what prev records, from the back of each list so indexes stay valid.
+func removeOps(pod *corev1.Pod, prev *Status) []jsonpatch.Operation {
+	ours := func(names []string, name string) bool {
+		for _, n := range names {
+			if n == name {
+				return true
+			}
+		}
+		return false
+	}
+	var ops []jsonpatch.Operation
+	mounts := func(base string, cs []corev1.Container, skip func(corev1.Container) bool) {
+		for i, c := range cs {
+			if skip(c) {
+				continue
+			}
+			for j := len(c.VolumeMounts) - 1; j >= 0; j-- {
+				if ours(prev.Volumes, c.VolumeMounts[j].Name) {
+					ops = append(ops, remove(base+"/"+strconv.Itoa(i)+"/volumeMounts/"+strconv.Itoa(j)))
+				}
+			}
+		}
+	}
+	mounts("/spec/containers", pod.Spec.Containers, func(corev1.Container) bool { return false })
+	mounts("/spec/initContainers", pod.Spec.InitContainers, func(c corev1.Container) bool {
+		return ours(prev.InitContainers, c.Name) // removed whole below
+	})
+	for i := len(pod.Spec.InitContainers) - 1; i >= 0; i-- {
+		if ours(prev.InitContainers, pod.Spec.InitContainers[i].Name) {
+			ops = append(ops, remove("/spec/initContainers/"+strconv.Itoa(i)))
+		}
+	}
+	for i := len(pod.Spec.Volumes) - 1; i >= 0; i-- {
+		if ours(prev.Volumes, pod.Spec.Volumes[i].Name) {
+			ops = append(ops, remove("/spec/volumes/"+strconv.Itoa(i)))
+		}
+	}
+	return ops
+}
+
+// addOps turns base into desired, knowing desired only adds to base: init
+// containers in front, volumes and mounts at the end, and the record annotation.
+func addOps(base, desired *corev1.Pod, hadRecord bool) []jsonpatch.Operation {
+	var ops []jsonpatch.Operation
+	if n := len(desired.Spec.InitContainers) - len(base.Spec.InitContainers); n > 0 {
+		if len(base.Spec.InitContainers) == 0 {
+			ops = append(ops, add("/spec/initContainers", desired.Spec.InitContainers))
+		} else {
+			for i := 0; i < n; i++ {
+				ops = append(ops, add("/spec/initContainers/"+strconv.Itoa(i), desired.Spec.InitContainers[i]))
+			}
+		}
+	}
+	ops = appendOps(ops, "/spec/volumes", base.Spec.Volumes, desired.Spec.Volumes)
+	for i := range desired.Spec.Containers {
+		ops = appendOps(ops, "/spec/containers/"+strconv.Itoa(i)+"/volumeMounts",
+			base.Spec.Containers[i].VolumeMounts, desired.Spec.Containers[i].VolumeMounts)
+	}
+	key := "/metadata/annotations/" + escapePointer(AnnotationInjected)
+	if v, ok := desired.Annotations[AnnotationInjected]; ok {
+		// add on an existing member replaces it (RFC 6902 4.1).
+		ops = append(ops, add(key, v))
+	} else if hadRecord {
+		ops = append(ops, remove(key))
+	}
+	return ops
+}
+
+// appendOps adds the tail of desired that base lacks: the whole list when base
+// has none (the field may be absent), else one "-" append per element.
+func appendOps[T any](ops []jsonpatch.Operation, p string, base, desired []T) []jsonpatch.Operation {
+	if len(desired) <= len(base) {
+		return ops
+	}
+	if len(base) == 0 {
+		return append(ops, add(p, desired))
+	}
+	for _, v := range desired[len(base):] {
+		ops = append(ops, add(p+"/-", v))
+	}
+	return ops
+}
+
+func add(path string, value any) jsonpatch.Operation {
+	return jsonpatch.Operation{Operation: "add", Path: path, Value: value}
+}
+
+func remove(path string) jsonpatch.Operation {
+	return jsonpatch.Operation{Operation: "remove", Path: path}
+}
+
+// escapePointer escapes a JSON-pointer reference token (RFC 6901).
+func escapePointer(s string) string {
+	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
+}
