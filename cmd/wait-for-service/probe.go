@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// probeFunc checks a target once: nil means ready. A *permanentError means
+// retrying cannot help; every other error is retried.
+type probeFunc func(ctx context.Context) error
+
+// permanentError ends the whole wait at once (exit 1).
+type permanentError struct{ msg string }
+
+func (e *permanentError) Error() string { return e.msg }
+
+// httpStatusError is a non-2xx final answer.
+type httpStatusError struct{ status string }
+
+func (e *httpStatusError) Error() string { return "HTTP " + e.status }
+
+// probeTimeoutError is a probe that got no answer within its own time limit.
+type probeTimeoutError struct{ after time.Duration }
+
+func (e *probeTimeoutError) Error() string {
+	return "no answer within " + e.after.String()
+}
+
+// redirectedError is a failure at a URL reached by redirect(s).
+type redirectedError struct {
+	url string
+	err error
+}
+
+func (e *redirectedError) Error() string { return e.url + ": " + e.err.Error() }
+func (e *redirectedError) Unwrap() error { return e.err }
+
+// tooManyRedirectsError stops the HTTP client after the redirect limit.
+type tooManyRedirectsError struct{ n int }
+
+func (e *tooManyRedirectsError) Error() string {
+	return fmt.Sprintf("stopped after %d redirects", e.n)
+}
+
+// newProbe builds the probe of one target, with its own resolver (each target
+// is rate limited on its own).
+func newProbe(t *target, cfg *config) probeFunc {
+	tu := cfg.tuning
+	switch t.kind {
+	case kindDNS:
+		// No caching: each probe is a fresh lookup, at most one per interval.
+		res := newCachingResolver(cfg.lookup, 0, tu.lookupInterval, tu.lookupJitter)
+		return func(ctx context.Context) error {
+			_, err := res.resolve(ctx, t.host)
+			return err
+		}
+	case kindTCP:
+		d := newDialer(cfg)
+		addr := net.JoinHostPort(t.host, t.port)
+		return func(ctx context.Context) error {
+			c, err := d.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return err
+			}
+			return c.Close()
+		}
+	case kindHTTP:
+		client := newHTTPClient(cfg)
+		return func(ctx context.Context) error {
+			resp, err := httpGet(ctx, client, t, cfg.userAgent())
+			if err != nil {
+				return err
+			}
+			// Drain a little so the server sees a clean read, then close.
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			return resp.Body.Close()
+		}
+	case kindFetch:
+		client := newHTTPClient(cfg)
+		return func(ctx context.Context) error {
+			resp, err := httpGet(ctx, client, t, cfg.userAgent())
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			return writeBody(resp, t.dest, cfg.maxBytes)
+		}
+	}
+	panic(fmt.Sprintf("unknown target kind %d", t.kind))
+}
+
+func newDialer(cfg *config) *cachingDialer {
+	tu := cfg.tuning
+	return &cachingDialer{
+		res:    newCachingResolver(cfg.lookup, tu.addrTTL, tu.lookupInterval, tu.lookupJitter),
+		dialer: net.Dialer{Timeout: tu.probeTimeout},
+	}
+}
+
+func newHTTPClient(cfg *config) *http.Client {
+	tu := cfg.tuning
+	d := newDialer(cfg)
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:                  http.ProxyFromEnvironment,
+			DialContext:            d.DialContext,
+			ForceAttemptHTTP2:      true,
+			DisableKeepAlives:      true, // every probe is a fresh connection
+			TLSHandshakeTimeout:    tu.probeTimeout,
+			ResponseHeaderTimeout:  tu.probeTimeout,
+			MaxResponseHeaderBytes: 1 << 20,
+		},
+		CheckRedirect: func(_ *http.Request, via []*http.Request) error {
+			if len(via) > tu.maxRedirects {
+				return &tooManyRedirectsError{n: tu.maxRedirects}
+			}
+			return nil
+		},
+	}
+}
+
+// httpGet sends the GET of an http or fetch target and returns the response
+// if it is a 2xx; otherwise it closes the body and returns an error.
+func httpGet(ctx context.Context, client *http.Client, t *target, userAgent string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.url.String(), nil)
+	if err != nil {
+		return nil, &permanentError{msg: err.Error()}
+	}
+	req.Header.Set("User-Agent", userAgent)
+	resp, err := client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+			if ue.URL != t.url.String() {
+				err = &redirectedError{url: redactURL(ue.URL), err: err}
+			}
+		}
+		return nil, err
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		return resp, nil
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	err = &httpStatusError{status: resp.Status}
+	if u := resp.Request.URL.String(); u != t.url.String() {
+		err = &redirectedError{url: redactURL(u), err: err}
+	}
+	return nil, err
+}
+
+// describe renders a probe error for logs and the termination message: short
+// and stable (no ephemeral ports), so that it also serves to detect a change
+// of error.
+func describe(err error) string {
+	var (
+		perm    *permanentError
+		redir   *redirectedError
+		timeout *probeTimeoutError
+		status  *httpStatusError
+		dnsErr  *net.DNSError
+		errno   syscall.Errno
+		netErr  net.Error
+	)
+	switch {
+	case errors.As(err, &perm):
+		return perm.msg
+	case errors.As(err, &redir):
+		return redir.url + ": " + describe(redir.err)
+	case errors.As(err, &timeout):
+		return timeout.Error()
+	case errors.As(err, &status):
+		return status.Error()
+	case errors.As(err, &dnsErr):
+		return "lookup " + dnsErr.Name + ": " + dnsErr.Err
+	case errors.As(err, &errno):
+		return errno.Error()
+	case errors.As(err, &netErr) && netErr.Timeout():
+		if strings.HasPrefix(err.Error(), "net/http:") {
+			return strings.TrimPrefix(err.Error(), "net/http: ")
+		}
+		return "i/o timeout"
+	}
+	return err.Error()
+}
+
+// redactURL hides the password of a URL string, if it has one.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return s
+	}
+	return u.Redacted()
+}

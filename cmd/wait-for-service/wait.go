@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// config is what run decided from the command line.
+type config struct {
+	timeout        time.Duration // 0 = wait forever
+	terminationLog string
+	maxBytes       int64
+	lookup         lookupFunc
+	tuning         tuning
+}
+
+func (c *config) userAgent() string { return "depends-on-wait-for-service/" + version }
+
+// tuning holds the pacing constants; tests shorten some of them.
+type tuning struct {
+	initialBackoff    time.Duration // first delay between two probes
+	backoffFactor     float64       // growth of the delay
+	jitter            float64       // +/- fraction applied to every delay
+	connectBackoffMax time.Duration // tcp, http, fetch: probes (connects) at least this often
+	dnsBackoffMax     time.Duration // dns: targets
+	lookupInterval    time.Duration // at most one DNS lookup per target per interval
+	lookupJitter      float64       // +/- fraction applied to lookupInterval
+	addrTTL           time.Duration // how long resolved addresses are reused for connects
+	probeTimeout      time.Duration // one dns/tcp/http probe; also connect, TLS and header timeouts of fetch
+	fetchTimeout      time.Duration // one whole fetch, body included
+	maxRedirects      int
+	stillWaiting      time.Duration // period of the "still waiting for" lines
+}
+
+func defaultTuning() tuning {
+	return tuning{
+		initialBackoff:    100 * time.Millisecond,
+		backoffFactor:     1.5,
+		jitter:            0.2,
+		connectBackoffMax: 450 * time.Millisecond,
+		dnsBackoffMax:     time.Second,
+		lookupInterval:    time.Second,
+		lookupJitter:      0.1,
+		addrTTL:           time.Second,
+		probeTimeout:      5 * time.Second,
+		fetchTimeout:      5 * time.Minute,
+		maxRedirects:      5,
+		stillWaiting:      10 * time.Second,
+	}
+}
+
+// maxTerminationMessage is the kubelet's limit for a termination message.
+const maxTerminationMessage = 4096
+
+// targetState is what the summary needs to know about one target.
+type targetState struct {
+	mu      sync.Mutex
+	ready   bool
+	lastErr string
+}
+
+func (s *targetState) set(ready bool, lastErr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ready, s.lastErr = ready, lastErr
+}
+
+func (s *targetState) get() (bool, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready, s.lastErr
+}
+
+// timedOutError is the cancellation cause when --timeout expires.
+type timedOutError struct{}
+
+func (timedOutError) Error() string { return "timed out" }
+
+// targetFailure is the cancellation cause when a target fails permanently.
+type targetFailure struct {
+	t   *target
+	err *permanentError
+}
+
+func (f *targetFailure) Error() string { return f.t.name + " failed: " + f.err.msg }
+
+// waitAll probes all targets in parallel until all are ready (0), the
+// timeout expires or ctx is cancelled (1), or one fails permanently (1).
+func waitAll(ctx context.Context, cfg *config, targets []*target, log *logger) int {
+	start := time.Now()
+	names := make([]string, len(targets))
+	for i, t := range targets {
+		names[i] = t.name
+	}
+	limit := "no timeout"
+	if cfg.timeout > 0 {
+		limit = "timeout " + cfg.timeout.String()
+	}
+	log.printf("waiting for %s: %s (%s)", plural(len(targets), "target"), strings.Join(names, ", "), limit)
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if cfg.timeout > 0 {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeoutCause(ctx, cfg.timeout, timedOutError{})
+		defer stop()
+	}
+
+	states := make([]*targetState, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		st := &targetState{}
+		states[i] = st
+		probe := newProbe(t, cfg)
+		wg.Go(func() {
+			if err := waitTarget(ctx, cfg, t, probe, st, log, start); err != nil {
+				cancel(err)
+			}
+		})
+	}
+	wg.Wait()
+
+	var pending []string
+	for i, st := range states {
+		if ready, lastErr := st.get(); !ready {
+			if lastErr == "" {
+				lastErr = "no probe completed yet"
+			}
+			pending = append(pending, fmt.Sprintf("%s (%s)", targets[i].name, lastErr))
+		}
+	}
+	elapsed := time.Since(start)
+	if len(pending) == 0 {
+		log.printf("all %s ready after %s", plural(len(targets), "target"), formatElapsed(elapsed))
+		return 0
+	}
+
+	var msg string
+	cause := context.Cause(ctx)
+	var failure *targetFailure
+	switch {
+	case errors.As(cause, &failure):
+		msg = failure.Error()
+	case errors.Is(cause, timedOutError{}):
+		msg = fmt.Sprintf("timed out after %s waiting for: %s", cfg.timeout, strings.Join(pending, "; "))
+	default:
+		msg = fmt.Sprintf("interrupted after %s waiting for: %s", formatElapsed(elapsed), strings.Join(pending, "; "))
+	}
+	msg = oneLine(msg)
+	log.printf("%s", msg)
+	if err := os.WriteFile(cfg.terminationLog, []byte(truncate(msg, maxTerminationMessage)), 0o644); err != nil {
+		log.printf("cannot write termination log: %v", err)
+	}
+	return 1
+}
+
+// waitTarget probes one target until it is ready (nil), ctx is done (nil),
+// or it fails permanently (*targetFailure).
+func waitTarget(ctx context.Context, cfg *config, t *target, probe probeFunc, st *targetState, log *logger, start time.Time) error {
+	tu := cfg.tuning
+	maxDelay, limit := tu.connectBackoffMax, tu.probeTimeout
+	switch t.kind {
+	case kindDNS:
+		maxDelay = tu.dnsBackoffMax
+	case kindFetch:
+		limit = tu.fetchTimeout
+	}
+	bo := newBackoff(tu.initialBackoff, maxDelay, tu.backoffFactor, tu.jitter)
+	var lastMsg string
+	lastLine := time.Now()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, limit)
+		err := probe(pctx)
+		expired := pctx.Err() != nil
+		cancel()
+		if err == nil {
+			st.set(true, "")
+			log.printf("%s ready after %s", t.name, formatElapsed(time.Since(start)))
+			return nil
+		}
+		if ctx.Err() != nil {
+			// Cancelled mid-probe: keep the last real error.
+			return nil
+		}
+		var perm *permanentError
+		if errors.As(err, &perm) {
+			st.set(false, perm.msg)
+			log.printf("%s failed: %s", t.name, perm.msg)
+			return &targetFailure{t: t, err: perm}
+		}
+		if expired {
+			err = &probeTimeoutError{after: limit}
+		}
+		msg := describe(err)
+		st.set(false, msg)
+		if now := time.Now(); msg != lastMsg {
+			log.printf("%s not ready: %s", t.name, msg)
+			lastMsg, lastLine = msg, now
+		} else if now.Sub(lastLine) >= tu.stillWaiting {
+			log.printf("still waiting for %s after %s (last error: %s)", t.name, formatElapsed(now.Sub(start)), msg)
+			lastLine = now
+		}
+		if !sleep(ctx, bo.next()) {
+			return nil
+		}
+	}
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// truncate cuts s to at most max bytes, ending with "…" if it was cut, on a
+// UTF-8 character boundary.
+func truncate(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	const ellipsis = "…"
+	cut := max - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ellipsis
+}
