@@ -43,8 +43,8 @@ func defaultTuning() tuning {
 		initialBackoff:    100 * time.Millisecond,
 		backoffFactor:     1.5,
 		jitter:            0.2,
-		connectBackoffMax: 450 * time.Millisecond,
-		dnsBackoffMax:     time.Second,
+		connectBackoffMax: 400 * time.Millisecond,
+		dnsBackoffMax:     800 * time.Millisecond, // below lookupInterval: the lookup limit paces dns: targets
 		lookupInterval:    time.Second,
 		lookupJitter:      0.1,
 		addrTTL:           time.Second,
