@@ -137,11 +137,14 @@ func httpGet(ctx context.Context, client *http.Client, t *target, userAgent stri
 	req.Header.Set("User-Agent", userAgent)
 	resp, err := client.Do(req)
 	if err != nil {
+		// Drop the url.Error's "Get URL:" prefix: the target names the URL.
+		// Name the URL only when a redirect led elsewhere.
 		var ue *url.Error
+		var tooMany *tooManyRedirectsError
 		if errors.As(err, &ue) {
 			err = ue.Err
-			if ue.URL != t.url.String() {
-				err = &redirectedError{url: redactURL(ue.URL), err: err}
+			if u, perr := url.Parse(ue.URL); perr == nil && !sameURL(u, t.url) && !errors.As(err, &tooMany) {
+				err = &redirectedError{url: u.Redacted(), err: err}
 			}
 		}
 		return nil, err
@@ -152,10 +155,15 @@ func httpGet(ctx context.Context, client *http.Client, t *target, userAgent stri
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	err = &httpStatusError{status: resp.Status}
-	if u := resp.Request.URL.String(); u != t.url.String() {
-		err = &redirectedError{url: redactURL(u), err: err}
+	if u := resp.Request.URL; !sameURL(u, t.url) {
+		err = &redirectedError{url: u.Redacted(), err: err}
 	}
 	return nil, err
+}
+
+// sameURL compares what was requested, ignoring user info and fragment.
+func sameURL(a, b *url.URL) bool {
+	return a.Scheme == b.Scheme && a.Host == b.Host && a.RequestURI() == b.RequestURI()
 }
 
 // describe renders a probe error for logs and the termination message: short
@@ -191,13 +199,4 @@ func describe(err error) string {
 		return "i/o timeout"
 	}
 	return err.Error()
-}
-
-// redactURL hides the password of a URL string, if it has one.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return s
-	}
-	return u.Redacted()
 }

@@ -177,22 +177,21 @@ func waitTarget(ctx context.Context, cfg *config, t *target, probe probeFunc, st
 	for {
 		pctx, cancel := context.WithTimeout(ctx, limit)
 		err := probe(pctx)
-		expired := pctx.Err() != nil
+		expired := done(pctx)
 		cancel()
 		if err == nil {
 			st.set(true, "")
 			log.printf("%s ready after %s", t.name, formatElapsed(time.Since(start)))
 			return nil
 		}
-		if ctx.Err() != nil {
-			// Cancelled mid-probe: keep the last real error.
+		if done(ctx) {
+			// Cancelled or timed out mid-probe: keep the last real error.
 			return nil
 		}
 		var perm *permanentError
 		if errors.As(err, &perm) {
 			st.set(false, perm.msg)
-			log.printf("%s failed: %s", t.name, perm.msg)
-			return &targetFailure{t: t, err: perm}
+			return &targetFailure{t: t, err: perm} // waitAll logs it
 		}
 		if expired {
 			err = &probeTimeoutError{after: limit}
@@ -210,6 +209,16 @@ func waitTarget(ctx context.Context, cfg *config, t *target, probe probeFunc, st
 			return nil
 		}
 	}
+}
+
+// done reports whether ctx is cancelled or past its deadline. (A socket
+// deadline can fire a moment before the context's own timer.)
+func done(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	deadline, ok := ctx.Deadline()
+	return ok && !time.Now().Before(deadline)
 }
 
 func plural(n int, word string) string {

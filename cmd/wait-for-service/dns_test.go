@@ -1,0 +1,112 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+)
+
+func TestDNSNameStartsResolving(t *testing.T) {
+	t.Parallel()
+	dns := newTestDNS(t)
+	const delay = 1200 * time.Millisecond
+	var switchedAt atomic.Pointer[time.Time]
+	timer := time.AfterFunc(delay, func() {
+		dns.set("myservice.default.svc.cluster.local.", localhost)
+		now := time.Now()
+		switchedAt.Store(&now)
+	})
+	t.Cleanup(func() { timer.Stop() })
+
+	r := runCLI(t, t.Context(), defaultTuning(), "--timeout", "10s", "--dns-server", dns.addr,
+		"dns:myservice.default.svc.cluster.local.")
+	if r.code != exitReady {
+		t.Fatalf("exit code = %d, want 0", r.code)
+	}
+	switched := switchedAt.Load()
+	if switched == nil || r.end.Before(*switched) {
+		t.Fatal("ready before the name resolved")
+	}
+	if lag := r.end.Sub(*switched); lag > 1500*time.Millisecond {
+		t.Errorf("name detected %v after it started resolving, want <= ~1.1s", lag)
+	}
+	for _, w := range []string{
+		"dns:myservice.default.svc.cluster.local. not ready: lookup myservice.default.svc.cluster.local.: no such host",
+		"dns:myservice.default.svc.cluster.local. ready after ",
+		"all 1 target ready after ",
+	} {
+		if !strings.Contains(r.stderr, w) {
+			t.Errorf("log does not contain %q", w)
+		}
+	}
+	if n := len(dns.queryTimes("myservice.default.svc.cluster.local.", dnsmessage.TypeA)); n < 2 || n > 4 {
+		t.Errorf("%d A lookups in %v, want 2-4 (about one per second)", n, r.elapsed())
+	}
+}
+
+// TestDNSQueryRateWhileWaiting counts the queries the test DNS server gets
+// for each target's name while the targets stay unready for ~3.5 s: about
+// one lookup per second per target, for dns: targets and for the names of
+// tcp and http targets alike, while connects are retried more often.
+func TestDNSQueryRateWhileWaiting(t *testing.T) {
+	t.Parallel()
+	dns := newTestDNS(t)
+	dns.set("up-http.test.", localhost)
+	dns.set("up-tcp.test.", localhost)
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(srv.Close)
+	port := srv.Listener.Addr().(interface{ AddrPort() netip.AddrPort }).AddrPort().Port()
+	closed := freePort(t)
+
+	const window = 3500 * time.Millisecond
+	names := map[string]string{ // name -> target
+		"nx-dns.test.":  "dns:nx-dns.test.",
+		"nx-tcp.test.":  "tcp:nx-tcp.test.:80",
+		"nx-http.test.": fmt.Sprintf("http://nx-http.test.:%d/", port),
+		"up-tcp.test.":  fmt.Sprintf("tcp:up-tcp.test.:%d", closed),
+		"up-http.test.": fmt.Sprintf("http://up-http.test.:%d/ready", port),
+	}
+	args := []string{"--timeout", window.String(), "--dns-server", dns.addr}
+	for _, target := range names {
+		args = append(args, target)
+	}
+	r := runCLI(t, t.Context(), defaultTuning(), args...)
+	if r.code != exitFail {
+		t.Fatalf("exit code = %d, want 1", r.code)
+	}
+	for name, target := range names {
+		times := dns.queryTimes(name, dnsmessage.TypeA)
+		// Lookups at ~0, ~1, ~2, ~3 s: 4 at most (1.14/s over 3.5 s).
+		if n := len(times); n < 2 || n > 4 {
+			t.Errorf("%s: %d A queries in %v, want 2-4", target, n, window)
+		}
+		if all := dns.queryCount(name); all > 2*len(times) {
+			t.Errorf("%s: %d queries in all for %d A queries, want at most A+AAAA", target, all, len(times))
+		}
+		for i := 1; i < len(times); i++ {
+			if gap := times[i].Sub(times[i-1]); gap < 850*time.Millisecond {
+				t.Errorf("%s: lookups %v apart, want >= ~0.9s", target, gap)
+			}
+		}
+		if !strings.Contains(r.termLog, target+" (") {
+			t.Errorf("termination log does not name %s", target)
+		}
+	}
+	// Resolved addresses are reused: the HTTP target was probed (connected)
+	// more often than its name was looked up.
+	lookups := len(dns.queryTimes("up-http.test.", dnsmessage.TypeA))
+	if n := int(requests.Load()); n < lookups+3 {
+		t.Errorf("%d HTTP probes for %d lookups, want connects retried more often than lookups", n, lookups)
+	}
+}
