@@ -42,17 +42,18 @@ func TestJitteredBounds(t *testing.T) {
 // dependencies that come up at random instants, and checks the detection
 // targets: a port within 250 ms p50 and 1.1 s max (tcp/http/fetch probes are
 // paced by the connect backoff); a DNS name within ~0.5 s p50 while never
-// doing more than one lookup per 0.9 s (dns: targets are paced by the lookup
+// doing more than one lookup per second (dns: targets are paced by the lookup
 // limit).
 func TestPacingMeetsTargets(t *testing.T) {
 	tu := defaultTuning()
 	rnd := rand.New(rand.NewPCG(1, 2))
-	const trials = 20000
+	const trials = 5000
 
 	var tcpLags, dnsLags []time.Duration
 	minGap := time.Hour
 	for range trials {
-		up := time.Duration(rnd.Int64N(int64(8 * time.Second)))
+		// Over a long range, so that where the range ends does not matter.
+		up := time.Duration(rnd.Int64N(int64(100 * time.Second)))
 
 		// Connect probes: a probe at 0, then after each backoff delay.
 		b := newBackoff(tu.initialBackoff, tu.connectBackoffMax, tu.backoffFactor, tu.jitter)
@@ -69,7 +70,7 @@ func TestPacingMeetsTargets(t *testing.T) {
 		b.rnd = rnd.Float64
 		at = 0
 		for at < up {
-			gap := max(b.next(), jittered(tu.lookupInterval, tu.lookupJitter, rnd.Float64))
+			gap := max(b.next(), lookupGap(tu.lookupInterval, tu.lookupSpread, rnd.Float64))
 			minGap = min(minGap, gap)
 			at += gap
 		}
@@ -86,7 +87,7 @@ func TestPacingMeetsTargets(t *testing.T) {
 	if dnsP50 > 550*time.Millisecond {
 		t.Errorf("name detection p50 %v, want ~0.5s", dnsP50)
 	}
-	if minGap < 900*time.Millisecond {
-		t.Errorf("lookups %v apart, want >= 0.9s", minGap)
+	if minGap < time.Second {
+		t.Errorf("lookups %v apart, want >= 1s", minGap)
 	}
 }

@@ -16,7 +16,7 @@ import (
 func TestDNSNameStartsResolving(t *testing.T) {
 	t.Parallel()
 	dns := newTestDNS(t)
-	const delay = 1200 * time.Millisecond
+	const delay = 600 * time.Millisecond
 	var switchedAt atomic.Pointer[time.Time]
 	timer := time.AfterFunc(delay, func() {
 		dns.set("myservice.default.svc.cluster.local.", localhost)
@@ -46,13 +46,13 @@ func TestDNSNameStartsResolving(t *testing.T) {
 			t.Errorf("log does not contain %q", w)
 		}
 	}
-	if n := len(dns.queryTimes("myservice.default.svc.cluster.local.", dnsmessage.TypeA)); n < 2 || n > 4 {
-		t.Errorf("%d A lookups in %v, want 2-4 (about one per second)", n, r.elapsed())
+	if n := len(dns.queryTimes("myservice.default.svc.cluster.local.", dnsmessage.TypeA)); n < 2 || n > 3 {
+		t.Errorf("%d A lookups in %v, want 2-3 (about one per second)", n, r.elapsed())
 	}
 }
 
 // TestDNSQueryRateWhileWaiting counts the queries the test DNS server gets
-// for each target's name while the targets stay unready for ~3.5 s: about
+// for each target's name while the targets stay unready for 3 s: about
 // one lookup per second per target, for dns: targets and for the names of
 // tcp and http targets alike, while connects are retried more often.
 func TestDNSQueryRateWhileWaiting(t *testing.T) {
@@ -69,7 +69,7 @@ func TestDNSQueryRateWhileWaiting(t *testing.T) {
 	port := srv.Listener.Addr().(interface{ AddrPort() netip.AddrPort }).AddrPort().Port()
 	closed := freePort(t)
 
-	const window = 3500 * time.Millisecond
+	const window = 3 * time.Second
 	names := map[string]string{ // name -> target
 		"nx-dns.test.":  "dns:nx-dns.test.",
 		"nx-tcp.test.":  "tcp:nx-tcp.test.:80",
@@ -87,16 +87,16 @@ func TestDNSQueryRateWhileWaiting(t *testing.T) {
 	}
 	for name, target := range names {
 		times := dns.queryTimes(name, dnsmessage.TypeA)
-		// Lookups at ~0, ~1, ~2, ~3 s: 4 at most (1.14/s over 3.5 s).
-		if n := len(times); n < 2 || n > 4 {
-			t.Errorf("%s: %d A queries in %v, want 2-4", target, n, window)
+		// At most one lookup per second: at ~0, >= 1 and >= 2 s (1/s).
+		if n := len(times); n < 2 || n > 3 {
+			t.Errorf("%s: %d A queries in %v, want 2-3", target, n, window)
 		}
 		if all := dns.queryCount(name); all > 2*len(times) {
 			t.Errorf("%s: %d queries in all for %d A queries, want at most A+AAAA", target, all, len(times))
 		}
 		for i := 1; i < len(times); i++ {
-			if gap := times[i].Sub(times[i-1]); gap < 850*time.Millisecond {
-				t.Errorf("%s: lookups %v apart, want >= ~0.9s", target, gap)
+			if gap := times[i].Sub(times[i-1]); gap < 950*time.Millisecond {
+				t.Errorf("%s: lookups %v apart, want >= ~1s", target, gap)
 			}
 		}
 		if !strings.Contains(r.termLog, target+" (") {

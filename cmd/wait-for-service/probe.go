@@ -57,7 +57,7 @@ func newProbe(t *target, cfg *config) probeFunc {
 	switch t.kind {
 	case kindDNS:
 		// No caching: each probe is a fresh lookup, at most one per interval.
-		res := newCachingResolver(cfg.lookup, 0, tu.lookupInterval, tu.lookupJitter)
+		res := newCachingResolver(cfg.lookup, 0, tu.lookupInterval, tu.lookupSpread)
 		return func(ctx context.Context) error {
 			_, err := res.resolve(ctx, t.host)
 			return err
@@ -100,7 +100,7 @@ func newProbe(t *target, cfg *config) probeFunc {
 func newDialer(cfg *config) *cachingDialer {
 	tu := cfg.tuning
 	return &cachingDialer{
-		res:    newCachingResolver(cfg.lookup, tu.addrTTL, tu.lookupInterval, tu.lookupJitter),
+		res:    newCachingResolver(cfg.lookup, tu.addrTTL, tu.lookupInterval, tu.lookupSpread),
 		dialer: net.Dialer{Timeout: tu.probeTimeout},
 	}
 }

@@ -31,16 +31,18 @@ func newLookup(dnsServer string) lookupFunc {
 }
 
 // cachingResolver is the resolver of one target. It never sends more than one
-// lookup per interval (jittered), whatever the probe rate, so that many
-// waiting Pods do not flood the cluster DNS; and it remembers successful
-// answers for ttl so that connects can be retried more often than lookups.
+// lookup per interval, whatever the probe rate, so that many waiting Pods do
+// not flood the cluster DNS (the gap between lookups is interval plus a
+// random extra of up to spread*interval, so that Pods started together drift
+// apart); and it remembers successful answers for ttl so that connects can be
+// retried more often than lookups.
 // Failed lookups are not cached: the next probe waits for the next allowed
 // lookup instead.
 type cachingResolver struct {
 	lookup   lookupFunc
 	ttl      time.Duration // how long a successful answer is reused; 0 = never
 	interval time.Duration // minimum time between two lookups
-	jitter   float64       // +/- fraction applied to interval
+	spread   float64       // random extra gap, as a fraction of interval
 	rnd      func() float64
 
 	// sem serialises lookups; the fields below are only used while holding it.
@@ -54,12 +56,12 @@ type cacheEntry struct {
 	expires time.Time
 }
 
-func newCachingResolver(lookup lookupFunc, ttl, interval time.Duration, jitter float64) *cachingResolver {
+func newCachingResolver(lookup lookupFunc, ttl, interval time.Duration, spread float64) *cachingResolver {
 	return &cachingResolver{
 		lookup:   lookup,
 		ttl:      ttl,
 		interval: interval,
-		jitter:   jitter,
+		spread:   spread,
 		rnd:      rand.Float64,
 		sem:      make(chan struct{}, 1),
 		cache:    map[string]cacheEntry{},
@@ -84,7 +86,7 @@ func (r *cachingResolver) resolve(ctx context.Context, host string) ([]netip.Add
 	if !sleep(ctx, time.Until(r.next)) {
 		return nil, ctx.Err()
 	}
-	r.next = time.Now().Add(jittered(r.interval, r.jitter, r.rnd))
+	r.next = time.Now().Add(lookupGap(r.interval, r.spread, r.rnd))
 	addrs, err := r.lookup(ctx, host)
 	if err == nil && len(addrs) == 0 {
 		err = &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
@@ -97,6 +99,12 @@ func (r *cachingResolver) resolve(ctx context.Context, host string) ([]netip.Add
 		r.cache[host] = cacheEntry{addrs: addrs, expires: time.Now().Add(r.ttl)}
 	}
 	return addrs, nil
+}
+
+// lookupGap is the time between two lookups: interval plus a random extra of
+// up to spread*interval.
+func lookupGap(interval time.Duration, spread float64, rnd func() float64) time.Duration {
+	return interval + time.Duration(spread*rnd()*float64(interval))
 }
 
 // cachingDialer dials TCP through a cachingResolver. It is used for tcp:

@@ -30,7 +30,7 @@ type tuning struct {
 	connectBackoffMax time.Duration // tcp, http, fetch: probes (connects) at least this often
 	dnsBackoffMax     time.Duration // dns: targets
 	lookupInterval    time.Duration // at most one DNS lookup per target per interval
-	lookupJitter      float64       // +/- fraction applied to lookupInterval
+	lookupSpread      float64       // random extra gap between lookups, fraction of lookupInterval
 	addrTTL           time.Duration // how long resolved addresses are reused for connects
 	probeTimeout      time.Duration // one dns/tcp/http probe; also connect, TLS and header timeouts of fetch
 	fetchTimeout      time.Duration // one whole fetch, body included
@@ -46,7 +46,7 @@ func defaultTuning() tuning {
 		connectBackoffMax: 400 * time.Millisecond,
 		dnsBackoffMax:     800 * time.Millisecond, // below lookupInterval: the lookup limit paces dns: targets
 		lookupInterval:    time.Second,
-		lookupJitter:      0.1,
+		lookupSpread:      0.1,
 		addrTTL:           time.Second,
 		probeTimeout:      5 * time.Second,
 		fetchTimeout:      5 * time.Minute,

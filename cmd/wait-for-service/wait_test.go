@@ -3,8 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"log"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -105,7 +110,7 @@ func TestTCPDetectionLatency(t *testing.T) {
 	for i := range runs {
 		wg.Go(func() {
 			port := freePort(t)
-			delay := time.Duration(400+130*i) * time.Millisecond
+			delay := time.Duration(300+90*i) * time.Millisecond
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			opened := make(chan time.Time, 1)
@@ -139,5 +144,150 @@ func TestTCPDetectionLatency(t *testing.T) {
 	t.Logf("detection lags: %v", lags)
 	if worst := slices.Max(lags); worst > 1100*time.Millisecond {
 		t.Errorf("max detection lag %v, want <= 1.1s", worst)
+	}
+}
+
+func TestTimeoutWritesOneLineSummary(t *testing.T) {
+	t.Parallel()
+	dns := newTestDNS(t)
+	dns.set("ok.test.", localhost)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/r/", redirectHandler)
+	mux.HandleFunc("/missing", http.NotFound)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	// A TLS server whose certificate the system roots do not trust.
+	tlsSrv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	tlsSrv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes are expected
+	tlsSrv.StartTLS()
+	t.Cleanup(tlsSrv.Close)
+	closed := freePort(t)
+
+	tu := defaultTuning()
+	tu.stillWaiting = 300 * time.Millisecond
+	unready := map[string]string{ // target -> its error in the summary
+		"dns:myservice.default.svc.cluster.local.":            "lookup myservice.default.svc.cluster.local.: no such host",
+		fmt.Sprintf("tcp:127.0.0.1:%d", closed):               "connection refused",
+		srv.URL + "/missing":                                  "HTTP 404 Not Found",
+		srv.URL + "/r/6":                                      "stopped after 5 redirects",
+		srv.URL + "/r/2?to=missing":                           "", // (reaches /r/0: ready)
+		tlsSrv.URL + "/":                                      "tls: failed to verify certificate: x509: certificate signed by unknown authority",
+		"fetch:" + t.TempDir() + "/f=" + srv.URL + "/missing": "HTTP 404 Not Found",
+	}
+	args := []string{"--timeout", "1200ms", "--dns-server", dns.addr, "dns:ok.test."}
+	for target := range unready {
+		args = append(args, target)
+	}
+	var stdout, stderr syncBuffer
+	termLog := filepath.Join(t.TempDir(), "termination-log")
+	start := time.Now()
+	code := runWith(t.Context(), append([]string{"--termination-log", termLog}, args...), &stdout, &stderr, tu)
+	elapsed := time.Since(start)
+	t.Logf("stderr:\n%s", stderr.String())
+	if code != exitFail {
+		t.Fatalf("exit code = %d, want 1", code)
+	}
+	if elapsed < 1200*time.Millisecond || elapsed > 3*time.Second {
+		t.Errorf("returned after %v, want just after the 1.2s timeout", elapsed)
+	}
+	b, err := os.ReadFile(termLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	summary := string(b)
+	if strings.ContainsAny(summary, "\r\n") {
+		t.Errorf("summary is not one line: %q", summary)
+	}
+	const prefix = "timed out after 1.2s waiting for: "
+	if !strings.HasPrefix(summary, prefix) {
+		t.Fatalf("summary = %q, want prefix %q", summary, prefix)
+	}
+	var wantParts []string
+	for target, msg := range unready {
+		if msg != "" {
+			wantParts = append(wantParts, target+" ("+msg+")")
+		}
+	}
+	gotParts := strings.Split(strings.TrimPrefix(summary, prefix), "; ")
+	slices.Sort(gotParts)
+	slices.Sort(wantParts)
+	if !slices.Equal(gotParts, wantParts) {
+		t.Errorf("summary lists\n%s\nwant\n%s", strings.Join(gotParts, "\n"), strings.Join(wantParts, "\n"))
+	}
+	logged := stderr.String()
+	if !strings.Contains(logged, summary) {
+		t.Errorf("the summary is not in the log")
+	}
+	for _, w := range []string{
+		"dns:ok.test. ready after ",
+		fmt.Sprintf("still waiting for tcp:127.0.0.1:%d after ", closed),
+		"(last error: connection refused)",
+		"still waiting for dns:myservice.default.svc.cluster.local. after ",
+	} {
+		if !strings.Contains(logged, w) {
+			t.Errorf("log does not contain %q", w)
+		}
+	}
+	if stdout.String() != "" {
+		t.Errorf("stdout = %q, want nothing (logs go to stderr)", stdout.String())
+	}
+	for line := range strings.Lines(logged) {
+		if _, err := time.Parse(logTimeFormat, strings.SplitN(line, " ", 2)[0]); err != nil {
+			t.Errorf("log line without an RFC 3339 timestamp: %q", line)
+		}
+	}
+}
+
+func TestLongSummaryIsTruncated(t *testing.T) {
+	t.Parallel()
+	dns := newTestDNS(t)
+	args := []string{"--timeout", "300ms", "--dns-server", dns.addr}
+	for i := range 40 {
+		args = append(args, fmt.Sprintf("dns:%s-%d.test.", strings.Repeat("x", 60), i))
+	}
+	r := runCLI(t, t.Context(), defaultTuning(), args...)
+	if r.code != exitFail {
+		t.Fatalf("exit code = %d, want 1", r.code)
+	}
+	if len(r.termLog) > maxTerminationMessage || !strings.HasSuffix(r.termLog, "…") || !strings.HasPrefix(r.termLog, "timed out after 300ms waiting for: dns:") {
+		t.Errorf("termination log has %d bytes, starts %q, ends %q; want <= 4096 bytes ending in …",
+			len(r.termLog), r.termLog[:40], r.termLog[len(r.termLog)-10:])
+	}
+	// The log keeps the whole message.
+	if !strings.Contains(r.stderr, fmt.Sprintf("dns:%s-39.test. (lookup", strings.Repeat("x", 60))) &&
+		!strings.Contains(r.stderr, fmt.Sprintf("dns:%s-0.test. (lookup", strings.Repeat("x", 60))) {
+		t.Errorf("log does not hold the full summary")
+	}
+}
+
+func TestInterruptedBySignal(t *testing.T) {
+	t.Parallel()
+	closed := freePort(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	target := fmt.Sprintf("tcp:127.0.0.1:%d", closed)
+	r := runCLI(t, ctx, defaultTuning(), target) // no timeout: wait forever
+	if r.code != exitFail {
+		t.Fatalf("exit code = %d, want 1", r.code)
+	}
+	if r.elapsed() > 2*time.Second {
+		t.Errorf("took %v to stop after cancellation", r.elapsed())
+	}
+	if want := "waiting for: " + target + " (connection refused)"; !strings.HasPrefix(r.termLog, "interrupted after ") || !strings.HasSuffix(r.termLog, want) {
+		t.Errorf("termination log = %q, want \"interrupted after ...%s\"", r.termLog, want)
+	}
+}
+
+func TestTerminationLogWriteErrorIsOnlyLogged(t *testing.T) {
+	t.Parallel()
+	closed := freePort(t)
+	var stderr syncBuffer
+	code := runWith(t.Context(), []string{"--termination-log", filepath.Join(t.TempDir(), "no", "such", "dir"),
+		"--timeout", "200ms", fmt.Sprintf("tcp:127.0.0.1:%d", closed)}, &stderr, &stderr, defaultTuning())
+	if code != exitFail {
+		t.Errorf("exit code = %d, want 1", code)
+	}
+	if !strings.Contains(stderr.String(), "cannot write termination log: open ") {
+		t.Errorf("log does not report the write error:\n%s", stderr.String())
 	}
 }
