@@ -19,7 +19,7 @@ func TestDNSNameStartsResolving(t *testing.T) {
 	const delay = 600 * time.Millisecond
 	var switchedAt atomic.Pointer[time.Time]
 	timer := time.AfterFunc(delay, func() {
-		dns.set("myservice.default.svc.cluster.local.", localhost)
+		dns.set("myservice.default.svc.cluster.local.", localhost())
 		now := time.Now()
 		switchedAt.Store(&now)
 	})
@@ -58,8 +58,8 @@ func TestDNSNameStartsResolving(t *testing.T) {
 func TestDNSQueryRateWhileWaiting(t *testing.T) {
 	t.Parallel()
 	dns := newTestDNS(t)
-	dns.set("up-http.test.", localhost)
-	dns.set("up-tcp.test.", localhost)
+	dns.set("up-http.test.", localhost())
+	dns.set("up-tcp.test.", localhost())
 	var requests atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)

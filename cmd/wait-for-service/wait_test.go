@@ -33,14 +33,15 @@ func freePort(t *testing.T) int {
 	return port
 }
 
-var localhost = netip.MustParseAddr("127.0.0.1")
+// localhost is where the test servers listen.
+func localhost() netip.Addr { return netip.MustParseAddr("127.0.0.1") }
 
 func TestTCPPortOpensLater(t *testing.T) {
 	t.Parallel()
 	dns := newTestDNS(t)
-	dns.set("db.test.", localhost)
+	dns.set("db.test.", localhost())
 	port := freePort(t)
-	const delay = 700 * time.Millisecond
+	const delay = 400 * time.Millisecond
 
 	var openedAt atomic.Pointer[time.Time]
 	go func() {
@@ -150,7 +151,7 @@ func TestTCPDetectionLatency(t *testing.T) {
 func TestTimeoutWritesOneLineSummary(t *testing.T) {
 	t.Parallel()
 	dns := newTestDNS(t)
-	dns.set("ok.test.", localhost)
+	dns.set("ok.test.", localhost())
 	mux := http.NewServeMux()
 	mux.HandleFunc("/r/", redirectHandler)
 	mux.HandleFunc("/missing", http.NotFound)
