@@ -70,22 +70,27 @@ func newProbe(t *target, cfg *config) probeFunc {
 			if err != nil {
 				return err
 			}
-			return c.Close()
+			c.Close() // connected: ready, whatever Close says
+			return nil
 		}
 	case kindHTTP:
 		client := newHTTPClient(cfg)
 		return func(ctx context.Context) error {
+			defer client.CloseIdleConnections()
 			resp, err := httpGet(ctx, client, t, cfg.userAgent())
 			if err != nil {
 				return err
 			}
-			// Drain a little so the server sees a clean read, then close.
+			// The status decides; drain a little so that the server sees
+			// a clean read, then close.
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-			return resp.Body.Close()
+			resp.Body.Close()
+			return nil
 		}
 	case kindFetch:
 		client := newHTTPClient(cfg)
 		return func(ctx context.Context) error {
+			defer client.CloseIdleConnections()
 			resp, err := httpGet(ctx, client, t, cfg.userAgent())
 			if err != nil {
 				return err

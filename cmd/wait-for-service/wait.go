@@ -77,11 +77,6 @@ func (s *targetState) get() (bool, string) {
 	return s.ready, s.lastErr
 }
 
-// timedOutError is the cancellation cause when --timeout expires.
-type timedOutError struct{}
-
-func (timedOutError) Error() string { return "timed out" }
-
 // targetFailure is the cancellation cause when a target fails permanently.
 type targetFailure struct {
 	t   *target
@@ -104,11 +99,12 @@ func waitAll(ctx context.Context, cfg *config, targets []*target, log *logger) i
 	}
 	log.printf("waiting for %s: %s (%s)", plural(len(targets), "target"), strings.Join(names, ", "), limit)
 
+	parent := ctx // cancelled by SIGTERM/SIGINT
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	if cfg.timeout > 0 {
 		var stop context.CancelFunc
-		ctx, stop = context.WithTimeoutCause(ctx, cfg.timeout, timedOutError{})
+		ctx, stop = context.WithTimeout(ctx, cfg.timeout)
 		defer stop()
 	}
 
@@ -141,16 +137,17 @@ func waitAll(ctx context.Context, cfg *config, targets []*target, log *logger) i
 		return 0
 	}
 
+	// Targets stop early for one of three reasons: one failed for good (the
+	// cause is set before its goroutine ends), a signal, or the timeout.
 	var msg string
-	cause := context.Cause(ctx)
 	var failure *targetFailure
 	switch {
-	case errors.As(cause, &failure):
+	case errors.As(context.Cause(ctx), &failure):
 		msg = failure.Error()
-	case errors.Is(cause, timedOutError{}):
-		msg = fmt.Sprintf("timed out after %s waiting for: %s", cfg.timeout, strings.Join(pending, "; "))
-	default:
+	case parent.Err() != nil:
 		msg = fmt.Sprintf("interrupted after %s waiting for: %s", formatElapsed(elapsed), strings.Join(pending, "; "))
+	default:
+		msg = fmt.Sprintf("timed out after %s waiting for: %s", cfg.timeout, strings.Join(pending, "; "))
 	}
 	msg = oneLine(msg)
 	log.printf("%s", msg)
