@@ -43,10 +43,10 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, tu tu
 	fs.SetOutput(stderr)
 	fs.Usage = func() {} // errors get a short hint below; --help prints the full usage
 	var (
-		timeout        = fs.Duration("timeout", 0, "give up after this long and exit 1 (0 = wait forever)")
+		timeout        = fs.Duration("timeout", 0, "give up after this long (e.g. 90s, 5m) and exit 1; 0 waits forever")
 		terminationLog = fs.String("termination-log", "/dev/termination-log", "write the one-line failure summary to this `path`")
-		maxBytes       = fs.Int64("max-bytes", 32<<20, "size limit of each fetch: body, in `bytes`; a larger body fails at once")
-		dnsServer      = fs.String("dns-server", "", "use the DNS server at `host:port` instead of the system resolver")
+		maxBytes       = fs.Int64("max-bytes", 32<<20, "size limit of the body of each fetch: target, in `bytes`; a larger body fails at once")
+		dnsServer      = fs.String("dns-server", "", "use the DNS server at `host:port` (port 53 if omitted) instead of the system resolver")
 		showVersion    = fs.Bool("version", false, "print the version and exit")
 	)
 	usageError := func(format string, a ...any) int {
