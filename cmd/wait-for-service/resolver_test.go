@@ -79,7 +79,7 @@ func TestCachingResolverDoesNotCacheFailures(t *testing.T) {
 		}
 		return []netip.Addr{netip.MustParseAddr("10.0.0.8")}, nil
 	}}
-	const interval = 200 * time.Millisecond
+	const interval = 100 * time.Millisecond
 	r := newCachingResolver(f.lookup, time.Hour, interval, 0)
 
 	// Failures are not cached: each call waits for the next allowed lookup.

@@ -44,26 +44,26 @@ func TestTCPPortOpensLater(t *testing.T) {
 	const delay = 400 * time.Millisecond
 
 	var openedAt atomic.Pointer[time.Time]
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	listening := make(chan struct{})
 	go func() {
+		defer close(listening)
 		time.Sleep(delay)
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			t.Errorf("cannot reopen port %d: %v", port, err)
+			cancel()
 			return
 		}
 		now := time.Now()
 		openedAt.Store(&now)
-		t.Cleanup(func() { l.Close() })
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
+		context.AfterFunc(t.Context(), func() { l.Close() })
+		// The kernel completes connects without Accept: no need to serve.
 	}()
+	t.Cleanup(func() { <-listening })
 
-	r := runCLI(t, t.Context(), defaultTuning(), "--timeout", "10s", "--dns-server", dns.addr,
+	r := runCLI(t, ctx, defaultTuning(), "--timeout", "10s", "--dns-server", dns.addr,
 		fmt.Sprintf("tcp:127.0.0.1:%d", port), fmt.Sprintf("tcp:db.test.:%d", port))
 	if r.code != exitReady {
 		t.Fatalf("exit code = %d, want 0", r.code)
@@ -175,7 +175,7 @@ func TestTimeoutWritesOneLineSummary(t *testing.T) {
 		tlsSrv.URL + "/":                                      "tls: failed to verify certificate: x509: certificate signed by unknown authority",
 		"fetch:" + t.TempDir() + "/f=" + srv.URL + "/missing": "HTTP 404 Not Found",
 	}
-	args := []string{"--timeout", "1200ms", "--dns-server", dns.addr, "dns:ok.test."}
+	args := []string{"--timeout", "900ms", "--dns-server", dns.addr, "dns:ok.test."}
 	for target := range unready {
 		args = append(args, target)
 	}
@@ -188,8 +188,8 @@ func TestTimeoutWritesOneLineSummary(t *testing.T) {
 	if code != exitFail {
 		t.Fatalf("exit code = %d, want 1", code)
 	}
-	if elapsed < 1200*time.Millisecond || elapsed > 3*time.Second {
-		t.Errorf("returned after %v, want just after the 1.2s timeout", elapsed)
+	if elapsed < 900*time.Millisecond || elapsed > 3*time.Second {
+		t.Errorf("returned after %v, want just after the 0.9s timeout", elapsed)
 	}
 	b, err := os.ReadFile(termLog)
 	if err != nil {
@@ -199,7 +199,7 @@ func TestTimeoutWritesOneLineSummary(t *testing.T) {
 	if strings.ContainsAny(summary, "\r\n") {
 		t.Errorf("summary is not one line: %q", summary)
 	}
-	const prefix = "timed out after 1.2s waiting for: "
+	const prefix = "timed out after 900ms waiting for: "
 	if !strings.HasPrefix(summary, prefix) {
 		t.Fatalf("summary = %q, want prefix %q", summary, prefix)
 	}
@@ -223,7 +223,6 @@ func TestTimeoutWritesOneLineSummary(t *testing.T) {
 		"dns:ok.test. ready after ",
 		fmt.Sprintf("still waiting for tcp:127.0.0.1:%d after ", closed),
 		"(last error: connection refused)",
-		"still waiting for dns:myservice.default.svc.cluster.local. after ",
 	} {
 		if !strings.Contains(logged, w) {
 			t.Errorf("log does not contain %q", w)
