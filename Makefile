@@ -30,6 +30,82 @@ test: ## Unit + integration tests: gofmt, vet, go test -race, short fuzzing.
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 
+##@ Images and install
+
+IMG ?= depends-on/webhook:$(VERSION)
+WAIT_IMG ?= depends-on/wait-for-service:$(VERSION)
+DOCKER ?= docker
+KUBECTL ?= kubectl
+# Extra flags for docker build, e.g. --network host (printed by the offline kit's base-images.sh).
+DOCKER_BUILD_FLAGS ?=
+GO_IMAGE ?= golang:1.26
+BASE_IMAGE ?= gcr.io/distroless/static:nonroot
+# The builder container downloads modules through the same proxy as this machine.
+DOCKER_GOPROXY ?= $(shell $(GO) env GOPROXY)
+DOCKER_GOSUMDB ?= $(shell $(GO) env GOSUMDB)
+DOCKER_GOPRIVATE ?= $(shell $(GO) env GOPRIVATE)
+ARTIFACTS ?= $(CURDIR)/_artifacts
+# Written by `make certs`, included by deploy/self-signed (git-ignored: holds private keys).
+SELF_SIGNED_DIR := deploy/self-signed/generated
+CERTS_FLAGS ?=
+# Localhost certificates for running the webhook outside a cluster.
+LOCAL_CERT_DIR ?= $(CURDIR)/.tmp/certs
+DEPLOY_TIMEOUT ?= 300s
+RENDER := $(GO) run ./deploy/render --image $(IMG) --wait-image $(WAIT_IMG)
+
+DOCKER_BUILD_ARGS = $(DOCKER_BUILD_FLAGS) \
+	--build-arg GO_IMAGE=$(GO_IMAGE) --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+	--build-arg GOPROXY=$(DOCKER_GOPROXY) --build-arg GOSUMDB=$(DOCKER_GOSUMDB) --build-arg GOPRIVATE=$(DOCKER_GOPRIVATE) \
+	--build-arg VERSION=$(VERSION) --build-arg WAIT_IMG=$(WAIT_IMG)
+
+.PHONY: docker-build
+docker-build: ## Build the images $(IMG) and $(WAIT_IMG) (the webhook's default --wait-image).
+	$(DOCKER) build $(DOCKER_BUILD_ARGS) --target wait-for-service -t $(WAIT_IMG) .
+	$(DOCKER) build $(DOCKER_BUILD_ARGS) --target webhook -t $(IMG) .
+
+.PHONY: docker-check
+docker-check: ## Smoke-test the built images: run them, user 65532, wait-for-service image < 10 MB.
+	$(DOCKER) run --rm $(WAIT_IMG) --help >/dev/null
+	$(DOCKER) run --rm $(WAIT_IMG) --version
+	$(DOCKER) run --rm $(IMG) --version
+	@for img in $(IMG) $(WAIT_IMG); do \
+	  user="$$($(DOCKER) image inspect -f '{{.Config.User}}' $$img)"; \
+	  case "$$user" in 65532|65532:65532) ;; *) echo "$$img runs as '$$user', want 65532"; exit 1;; esac; \
+	done
+	@size="$$($(DOCKER) image inspect -f '{{.Size}}' $(WAIT_IMG))"; \
+	  echo "$(WAIT_IMG): $$size bytes"; \
+	  if [ "$$size" -ge 10000000 ]; then echo "$(WAIT_IMG) is not under 10 MB"; exit 1; fi
+
+.PHONY: certs
+certs: ## Generate (or rotate: re-run) the CA, serving cert and kustomize component for deploy/self-signed.
+	$(GO) run ./certs --out $(SELF_SIGNED_DIR) $(CERTS_FLAGS)
+
+$(SELF_SIGNED_DIR)/kustomization.yaml:
+	$(MAKE) certs
+
+.PHONY: certs-local
+certs-local: ## Generate certificates for localhost/127.0.0.1 into $(LOCAL_CERT_DIR) (webhook --cert-dir outside a cluster).
+	$(GO) run ./certs --out $(LOCAL_CERT_DIR) --host localhost,127.0.0.1,::1 --kustomize=false
+
+.PHONY: manifests
+manifests: $(SELF_SIGNED_DIR)/kustomization.yaml ## Render deploy/cert-manager and deploy/self-signed into $(ARTIFACTS)/manifests.
+	$(RENDER) --out-dir $(ARTIFACTS)/manifests deploy/cert-manager deploy/self-signed
+
+.PHONY: deploy
+deploy: ## Install with cert-manager (must be installed) using $(IMG): kubectl apply + wait for the rollout.
+	$(RENDER) deploy/cert-manager | $(KUBECTL) apply -f -
+	$(KUBECTL) -n depends-on-system rollout status deployment/depends-on-webhook --timeout=$(DEPLOY_TIMEOUT)
+
+.PHONY: deploy-self-signed
+deploy-self-signed: $(SELF_SIGNED_DIR)/kustomization.yaml ## Install without cert-manager, with the certificates from make certs.
+	$(RENDER) deploy/self-signed | $(KUBECTL) apply -f -
+	$(KUBECTL) -n depends-on-system rollout status deployment/depends-on-webhook --timeout=$(DEPLOY_TIMEOUT)
+
+.PHONY: undeploy
+undeploy: ## Remove the webhook configuration first, then everything else (either install).
+	$(KUBECTL) delete mutatingwebhookconfiguration depends-on --ignore-not-found
+	$(GO) run ./deploy/render deploy/base | $(KUBECTL) delete --ignore-not-found -f -
+
 .PHONY: help
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-20s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)

@@ -1,0 +1,55 @@
+# Two images from one build:
+#   docker build --target webhook          -t depends-on/webhook:dev .
+#   docker build --target wait-for-service -t depends-on/wait-for-service:dev .
+# (make docker-build does both, with VERSION, WAIT_IMG and GOPROXY filled in.)
+#
+# Works with the classic builder and with BuildKit: no "# syntax" line (that
+# would pull a frontend image) and no RUN --mount (the classic builder rejects
+# it). Module downloads are cached in their own layer, keyed on go.mod/go.sum.
+ARG GO_IMAGE=golang:1.26
+ARG BASE_IMAGE=gcr.io/distroless/static:nonroot
+
+FROM ${GO_IMAGE} AS builder
+# The module proxy to download from (make passes `go env GOPROXY`).
+ARG GOPROXY=https://proxy.golang.org,direct
+ARG GOSUMDB
+ARG GONOSUMDB
+ARG GOPRIVATE
+ENV GOPROXY=${GOPROXY} GOSUMDB=${GOSUMDB} GONOSUMDB=${GONOSUMDB} GOPRIVATE=${GOPRIVATE} \
+    CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" GOTOOLCHAIN=local
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+# Set by BuildKit (docker buildx --platform); empty with the classic builder,
+# which then builds for the build machine's platform.
+ARG TARGETOS
+ARG TARGETARCH
+ARG VERSION=dev
+ARG WAIT_IMG=depends-on/wait-for-service:${VERSION}
+RUN GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} \
+    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
+      -o /out/wait-for-service ./cmd/wait-for-service
+RUN GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} \
+    go build -trimpath -ldflags "-s -w -X main.version=${VERSION} -X main.waitImage=${WAIT_IMG}" \
+      -o /out/webhook ./cmd/webhook
+
+# The image every annotated Pod pulls: one static binary, no shell.
+FROM ${BASE_IMAGE} AS wait-for-service
+ARG VERSION=dev
+LABEL org.opencontainers.image.title="depends-on wait-for-service" \
+      org.opencontainers.image.description="Init container that waits for a Pod's dependencies" \
+      org.opencontainers.image.version="${VERSION}"
+COPY --from=builder /out/wait-for-service /wait-for-service
+USER 65532:65532
+ENTRYPOINT ["/wait-for-service"]
+
+# Last, so a plain `docker build .` produces the webhook.
+FROM ${BASE_IMAGE} AS webhook
+ARG VERSION=dev
+LABEL org.opencontainers.image.title="depends-on webhook" \
+      org.opencontainers.image.description="Mutating admission webhook that injects wait-for-service init containers" \
+      org.opencontainers.image.version="${VERSION}"
+COPY --from=builder /out/webhook /webhook
+USER 65532:65532
+ENTRYPOINT ["/webhook"]
