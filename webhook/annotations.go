@@ -305,6 +305,9 @@ func parseTCP(entry string) (string, error) {
 	if err := checkHost(host); err != nil {
 		return "", err
 	}
+	if ip := net.ParseIP(host); strings.HasPrefix(entry, "[") != (ip != nil && ip.To4() == nil) {
+		return "", fmt.Errorf("brackets go around IPv6 addresses, and only there")
+	}
 	port, err := parsePort(portStr)
 	if err != nil {
 		return "", err
