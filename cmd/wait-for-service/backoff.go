@@ -38,13 +38,13 @@ func jittered(d time.Duration, j float64, rnd func() float64) time.Duration {
 // elapsed.
 func sleep(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
-		return ctx.Err() == nil
+		return !done(ctx)
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return true
+		return !done(ctx) // both may be ready at once: the deadline wins
 	case <-ctx.Done():
 		return false
 	}

@@ -51,8 +51,10 @@ func (e *tooManyRedirectsError) Error() string {
 }
 
 // newProbe builds the probe of one target, with its own resolver (each target
-// is rate limited on its own).
-func newProbe(t *target, cfg *config) probeFunc {
+// is rate limited on its own). life bounds everything the probe starts,
+// including dials that the HTTP transport keeps going in the background
+// after a request ends.
+func newProbe(life context.Context, t *target, cfg *config) probeFunc {
 	tu := cfg.tuning
 	switch t.kind {
 	case kindDNS:
@@ -63,7 +65,7 @@ func newProbe(t *target, cfg *config) probeFunc {
 			return err
 		}
 	case kindTCP:
-		d := newDialer(cfg)
+		d := newDialer(life, cfg)
 		addr := net.JoinHostPort(t.host, t.port)
 		return func(ctx context.Context) error {
 			c, err := d.DialContext(ctx, "tcp", addr)
@@ -74,7 +76,7 @@ func newProbe(t *target, cfg *config) probeFunc {
 			return nil
 		}
 	case kindHTTP:
-		client := newHTTPClient(cfg)
+		client := newHTTPClient(life, cfg)
 		return func(ctx context.Context) error {
 			defer client.CloseIdleConnections()
 			resp, err := httpGet(ctx, client, t, cfg.userAgent())
@@ -88,7 +90,7 @@ func newProbe(t *target, cfg *config) probeFunc {
 			return nil
 		}
 	case kindFetch:
-		client := newHTTPClient(cfg)
+		client := newHTTPClient(life, cfg)
 		return func(ctx context.Context) error {
 			defer client.CloseIdleConnections()
 			resp, err := httpGet(ctx, client, t, cfg.userAgent())
@@ -102,17 +104,18 @@ func newProbe(t *target, cfg *config) probeFunc {
 	panic(fmt.Sprintf("unknown target kind %d", t.kind))
 }
 
-func newDialer(cfg *config) *cachingDialer {
+func newDialer(life context.Context, cfg *config) *cachingDialer {
 	tu := cfg.tuning
 	return &cachingDialer{
+		life:   life,
 		res:    newCachingResolver(cfg.lookup, tu.addrTTL, tu.lookupInterval, tu.lookupSpread),
 		dialer: net.Dialer{Timeout: tu.probeTimeout},
 	}
 }
 
-func newHTTPClient(cfg *config) *http.Client {
+func newHTTPClient(life context.Context, cfg *config) *http.Client {
 	tu := cfg.tuning
-	d := newDialer(cfg)
+	d := newDialer(life, cfg)
 	return &http.Client{
 		Transport: &http.Transport{
 			Proxy:                  http.ProxyFromEnvironment,

@@ -111,6 +111,9 @@ func lookupGap(interval time.Duration, spread float64, rnd func() float64) time.
 // targets and as the DialContext of the HTTP transport of http(s) and fetch
 // targets.
 type cachingDialer struct {
+	// life, if set, also ends every dial. (net/http detaches its dials
+	// from the request's context, so they can outlive a probe.)
+	life   context.Context
 	res    *cachingResolver
 	dialer net.Dialer
 }
@@ -120,6 +123,12 @@ type cachingDialer struct {
 const minPartialTimeout = 2 * time.Second
 
 func (d *cachingDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if d.life != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(d.life, cancel)()
+	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err

@@ -113,7 +113,7 @@ func waitAll(ctx context.Context, cfg *config, targets []*target, log *logger) i
 	for i, t := range targets {
 		st := &targetState{}
 		states[i] = st
-		probe := newProbe(t, cfg)
+		probe := newProbe(ctx, t, cfg)
 		wg.Go(func() {
 			if err := waitTarget(ctx, cfg, t, probe, st, log, start); err != nil {
 				cancel(err)
