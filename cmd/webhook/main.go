@@ -1,0 +1,133 @@
+// Command webhook serves the depends-on mutating admission webhook over HTTPS.
+// It is flags and wiring only: the injection logic lives in package webhook.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/depends-on/depends-on/webhook"
+)
+
+// Set at build time with -ldflags "-X main.version=... -X main.waitImage=...".
+var (
+	version   = "dev"
+	waitImage = ""
+)
+
+func main() {
+	os.Exit(runMain(os.Args[1:], os.Stderr))
+}
+
+func runMain(args []string, stderr io.Writer) int {
+	opts, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "webhook:", err)
+		return 2
+	}
+	if opts.printVersion {
+		fmt.Fprintln(stderr, "depends-on webhook", version)
+		return 0
+	}
+	log := zap.New(zap.UseFlagOptions(&opts.zap), zap.WriteTo(stderr))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, opts.server, log); err != nil {
+		log.Error(err, "webhook server failed")
+		return 1
+	}
+	return 0
+}
+
+type cliOptions struct {
+	server       serverOptions
+	zap          zap.Options
+	printVersion bool
+}
+
+func defaultWaitImage() string {
+	if waitImage != "" {
+		return waitImage
+	}
+	return "depends-on/wait-for-service:" + version
+}
+
+func parseFlags(args []string, out io.Writer) (*cliOptions, error) {
+	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
+	fs.SetOutput(out)
+	o := &cliOptions{zap: zap.Options{Development: false}}
+	s := &o.server
+	s.version = version
+	def := webhook.DefaultConfig()
+
+	fs.IntVar(&s.port, "port", 9443, "HTTPS port of the admission endpoint (/mutate)")
+	fs.StringVar(&s.host, "host", "", "address to bind the HTTPS port on (default all)")
+	fs.StringVar(&s.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with tls.crt and tls.key; reloaded when they change")
+	fs.StringVar(&s.healthAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fs.StringVar(&s.metricsAddr, "metrics-bind-address", ":8080", "address of /metrics (Prometheus); 0 disables it")
+	fs.DurationVar(&s.drainPeriod, "drain-period", 10*time.Second, "on SIGTERM, how long to keep serving while /readyz fails, so endpoints move away first")
+	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 10*time.Second, "after draining, how long in-flight requests may take")
+
+	img := fs.String("wait-image", defaultWaitImage(), "image of the injected wait-for-service and fetch containers")
+	domain := fs.String("cluster-domain", def.ClusterDomain, "the cluster's DNS domain, for Service names")
+	timeout := fs.Duration("default-timeout", def.DefaultTimeout, "timeout of Pods that set no depends-on.dev/timeout (0 waits forever)")
+	cpuReq := fs.String("wait-cpu-request", def.Resources.Requests.Cpu().String(), "CPU request of each injected container")
+	memReq := fs.String("wait-memory-request", def.Resources.Requests.Memory().String(), "memory request of each injected container")
+	cpuLim := fs.String("wait-cpu-limit", def.Resources.Limits.Cpu().String(), "CPU limit of each injected container (empty: none)")
+	memLim := fs.String("wait-memory-limit", def.Resources.Limits.Memory().String(), "memory limit of each injected container")
+	fetchLimit := fs.String("fetch-size-limit", def.FetchSizeLimit.String(), "sizeLimit of the fetch emptyDir, and the cap on each download")
+	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
+	o.zap.BindFlags(fs)
+
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+
+	cfg := def
+	cfg.WaitImage, cfg.ClusterDomain, cfg.DefaultTimeout = *img, *domain, *timeout
+	var errs []error
+	quantity := func(name, value string) resource.Quantity {
+		q, err := resource.ParseQuantity(value)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--%s=%q: %w", name, value, err))
+		}
+		return q
+	}
+	cfg.Resources = corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{
+			corev1.ResourceCPU:    quantity("wait-cpu-request", *cpuReq),
+			corev1.ResourceMemory: quantity("wait-memory-request", *memReq),
+		},
+		Limits: corev1.ResourceList{corev1.ResourceMemory: quantity("wait-memory-limit", *memLim)},
+	}
+	if *cpuLim != "" {
+		cfg.Resources.Limits[corev1.ResourceCPU] = quantity("wait-cpu-limit", *cpuLim)
+	}
+	cfg.FetchSizeLimit = quantity("fetch-size-limit", *fetchLimit)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s.injector = cfg
+	return o, nil
+}

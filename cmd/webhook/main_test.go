@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/depends-on/depends-on/certs/certgen"
+)
+
+func TestParseFlags(t *testing.T) {
+	o, err := parseFlags([]string{"--wait-image=reg.example/wfs:1", "--default-timeout=2m", "--wait-cpu-limit=", "--cluster-domain=corp.local"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := o.server.injector
+	if c.WaitImage != "reg.example/wfs:1" || c.DefaultTimeout != 2*time.Minute || c.ClusterDomain != "corp.local" {
+		t.Errorf("config = %+v", c)
+	}
+	if _, ok := c.Resources.Limits[corev1.ResourceCPU]; ok {
+		t.Errorf("empty --wait-cpu-limit must remove the CPU limit: %v", c.Resources.Limits)
+	}
+	if got := c.Resources.Requests.Memory().String(); got != "16Mi" {
+		t.Errorf("memory request = %s", got)
+	}
+
+	_, err = parseFlags([]string{"--wait-memory-limit=lots", "--fetch-size-limit=-1Mi", "--wait-image="}, io.Discard)
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for _, s := range []string{"--wait-memory-limit", "lots"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("%q does not mention %q", err, s)
+		}
+	}
+	if _, err := parseFlags([]string{"--fetch-size-limit=-1Mi"}, io.Discard); err == nil || !strings.Contains(err.Error(), "fetch size limit") {
+		t.Errorf("negative fetch size limit: %v", err)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestServe runs the real server on loopback with a fresh certificate: it patches
+// over TLS 1.2+ without HTTP/2, counts decisions, and drains on shutdown.
+func TestServe(t *testing.T) {
+	dir := t.TempDir()
+	bundle, err := certgen.Generate(certgen.Options{NoService: true, Hosts: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bundle.WriteFiles(dir); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := parseFlags(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := cli.server
+	o.host, o.port, o.certDir = "127.0.0.1", freePort(t), dir
+	o.healthAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	o.metricsAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	o.drainPeriod, o.shutdownTimeout = 700*time.Millisecond, 2*time.Second
+	reg := prometheus.NewRegistry()
+	o.registry, o.gatherer = reg, reg
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	var logs syncBuffer
+	go func() { done <- run(ctx, o, zap.New(zap.WriteTo(&logs))) }()
+
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: bundle.CertPool(), MinVersion: tls.VersionTLS12},
+		ForceAttemptHTTP2: true,
+	}}
+	base := "https://127.0.0.1:" + strconv.Itoa(o.port)
+	waitFor(t, func() bool {
+		resp, err := http.Get("http://" + o.healthAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+
+	pod := `{"metadata":{"name":"myapp-pod","annotations":{"depends-on.dev/services":"myservice, mydb"}},"spec":{"containers":[{"name":"app","image":"busybox:1.28"}]}}`
+	resp, body := postReview(t, client, base+MutatePath, pod)
+	if resp.ProtoMajor != 1 {
+		t.Errorf("served %s, want HTTP/1.1 only", resp.Proto)
+	}
+	if resp.TLS == nil || resp.TLS.Version < tls.VersionTLS12 {
+		t.Errorf("TLS state = %+v", resp.TLS)
+	}
+	if !body.Allowed || !strings.Contains(string(body.Patch), "dns:mydb.default.svc.cluster.local.") {
+		t.Fatalf("response = %+v, patch %s", body, body.Patch)
+	}
+	_, body = postReview(t, client, base+MutatePath, `{"metadata":{"name":"p","annotations":{"depends-on.dev/tcp":"x"}},"spec":{"containers":[{"name":"a","image":"a"}]}}`)
+	if body.Allowed || !strings.Contains(body.Result.Message, "depends-on.dev/tcp") {
+		t.Fatalf("response = %+v", body)
+	}
+
+	metrics := get(t, "http://"+o.metricsAddr+"/metrics")
+	for _, want := range []string{
+		`depends_on_admission_decisions_total{decision="patched"} 1`,
+		`depends_on_admission_decisions_total{decision="denied"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q:\n%s", want, grep(metrics, "depends_on"))
+		}
+	}
+
+	// Drain: readiness fails at once, requests are still served but told to close
+	// their connection, and the server exits after the drain period.
+	cancel()
+	waitFor(t, func() bool {
+		resp, err := http.Get("http://" + o.healthAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusInternalServerError
+	})
+	resp, body = postReview(t, client, base+MutatePath, pod)
+	if !body.Allowed || !resp.Close {
+		t.Errorf("during drain: allowed=%v close=%v", body.Allowed, resp.Close)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not stop after draining")
+	}
+	if _, err := client.Get(base + MutatePath); err == nil {
+		t.Error("server still answers after shutdown")
+	}
+	if !strings.Contains(logs.String(), `"msg":"shutdown requested: draining"`) {
+		t.Errorf("logs are not JSON lines with the drain message:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's concurrent log writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func postReview(t *testing.T, c *http.Client, url, object string) (*http.Response, *admissionv1.AdmissionResponse) {
+	t.Helper()
+	ar := admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID: "u1", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+			Namespace: "default", Operation: admissionv1.Create,
+			Object: runtime.RawExtension{Raw: []byte(object)},
+		},
+	}
+	raw, _ := json.Marshal(ar)
+	resp, err := c.Post(url, "application/json", bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out admissionv1.AdmissionReview
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Response == nil {
+		t.Fatalf("decode: %v", err)
+	}
+	return resp, out.Response
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 15s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

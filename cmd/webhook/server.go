@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/depends-on/depends-on/webhook"
+)
+
+// MutatePath is where the admission endpoint is served.
+const MutatePath = "/mutate"
+
+type serverOptions struct {
+	host, certDir           string
+	port                    int
+	healthAddr, metricsAddr string
+	drainPeriod             time.Duration
+	shutdownTimeout         time.Duration
+	injector                webhook.Config
+	version                 string
+	// registry receives the metrics; nil means controller-runtime's registry,
+	// which already holds its webhook request metrics.
+	registry prometheus.Registerer
+	gatherer prometheus.Gatherer
+}
+
+// decisionCounter counts admission decisions in Prometheus.
+type decisionCounter struct{ vec *prometheus.CounterVec }
+
+func (d decisionCounter) Record(dec webhook.Decision) { d.vec.WithLabelValues(string(dec)).Inc() }
+
+// run serves until ctx is done, then drains: /readyz fails and connections are
+// closed after their current response for drainPeriod, so the Service's endpoints
+// move to other replicas before the listener goes away.
+func run(ctx context.Context, o serverOptions, log logr.Logger) error {
+	logf.SetLogger(log)
+	ctx = logf.IntoContext(ctx, log)
+
+	injector, err := webhook.NewInjector(o.injector)
+	if err != nil {
+		return err
+	}
+	reg, gath := o.registry, o.gatherer
+	if reg == nil {
+		reg, gath = ctrlmetrics.Registry, ctrlmetrics.Registry
+	}
+	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "depends_on_admission_decisions_total",
+		Help: "Pod admission requests by decision: allowed (nothing to inject), patched, denied, errored.",
+	}, []string{"decision"})
+	for _, d := range []webhook.Decision{webhook.DecisionAllowed, webhook.DecisionPatched, webhook.DecisionDenied, webhook.DecisionErrored} {
+		decisions.WithLabelValues(string(d))
+	}
+	if err := reg.Register(decisions); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	defer reg.Unregister(decisions)
+
+	handler := webhook.NewHandler(injector, webhook.HandlerOptions{Recorder: decisionCounter{decisions}})
+	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{
+		Host:    o.host,
+		Port:    o.port,
+		CertDir: o.certDir,
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) {
+			c.MinVersion = tls.VersionTLS12
+			// HTTP/2 off: its rapid-reset and stream-exhaustion attacks are not worth it here.
+			c.NextProtos = []string{"http/1.1"}
+		}},
+	})
+	var draining atomic.Bool
+	srv.Register(MutatePath, closeWhenDraining(&draining, &admission.Webhook{Handler: handler}))
+
+	started := srv.StartedChecker()
+	health := &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}
+	ready := &healthz.Handler{Checks: map[string]healthz.Checker{
+		"webhook": started,
+		"draining": func(*http.Request) error {
+			if draining.Load() {
+				return errors.New("shutting down")
+			}
+			return nil
+		},
+	}}
+	healthMux := http.NewServeMux()
+	healthMux.Handle("/healthz", http.StripPrefix("/healthz", health))
+	healthMux.Handle("/healthz/", http.StripPrefix("/healthz", health))
+	healthMux.Handle("/readyz", http.StripPrefix("/readyz", ready))
+	healthMux.Handle("/readyz/", http.StripPrefix("/readyz", ready))
+
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
+	g, gctx := errgroup.WithContext(serveCtx)
+	g.Go(func() error { return srv.Start(gctx) })
+	g.Go(func() error { return serveHTTP(gctx, "health", o.healthAddr, healthMux, o.shutdownTimeout, log) })
+	if o.metricsAddr != "0" && o.metricsAddr != "" {
+		metricsMux := http.NewServeMux()
+		metricsMux.Handle("/metrics", promhttp.HandlerFor(gath, promhttp.HandlerOpts{}))
+		g.Go(func() error { return serveHTTP(gctx, "metrics", o.metricsAddr, metricsMux, o.shutdownTimeout, log) })
+	}
+	log.Info("depends-on webhook starting", "version", o.version, "port", o.port, "certDir", o.certDir,
+		"waitImage", o.injector.WaitImage, "clusterDomain", o.injector.ClusterDomain, "defaultTimeout", o.injector.DefaultTimeout.String())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutdown requested: draining", "drainPeriod", o.drainPeriod.String())
+		draining.Store(true)
+		select {
+		case <-time.After(o.drainPeriod):
+		case <-gctx.Done():
+		}
+		log.Info("drained: stopping")
+		stopServing()
+	case <-gctx.Done():
+	}
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// closeWhenDraining asks clients to reconnect (Connection: close) once draining
+// starts, so the API server's keep-alive connections move to a ready replica.
+func closeWhenDraining(draining *atomic.Bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// serveHTTP serves plain HTTP on addr until ctx is done.
+func serveHTTP(ctx context.Context, name, addr string, h http.Handler, shutdownTimeout time.Duration, log logr.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s server: %w", name, err)
+	}
+	s := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		_ = s.Shutdown(sctx)
+	}()
+	log.Info("serving", "server", name, "addr", ln.Addr().String())
+	if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("%s server: %w", name, err)
+	}
+	return nil
+}
