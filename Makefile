@@ -29,6 +29,18 @@ test: ## Unit + integration tests: gofmt, vet, go test -race, short fuzzing.
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
+
+FUZZTIME ?= 10s
+.PHONY: fuzz
+fuzz: ## Run each fuzz test of webhook/ for FUZZTIME (default 10s; the seed corpus also runs in make test).
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./webhook
+	$(GO) test -run '^$$' -fuzz '^FuzzPatch$$' -fuzztime $(FUZZTIME) ./webhook
+
+.PHONY: run
+run: certs-local ## Run the webhook locally on https://localhost:9443/mutate with a throwaway certificate (see README).
+	$(GO) run ./cmd/webhook --cert-dir $(LOCAL_CERT_DIR) --port 9443 \
+	  --health-probe-bind-address 127.0.0.1:8081 --metrics-bind-address 127.0.0.1:8080 --drain-period 0s
 
 ##@ Images and install
 
