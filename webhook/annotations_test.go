@@ -230,6 +230,11 @@ func TestInjectCollisions(t *testing.T) {
 				p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "cfg", MountPath: "/etc/app/conf.d/"}}
 			}),
 			[]string{"depends-on.dev/fetch", "collides"}},
+		{"a record naming the user's containers",
+			pod(map[string]string{AnnotationServices: "db", AnnotationInjected: `{"version":1,"initContainers":["migrate"]}`}, func(p *corev1.Pod) {
+				p.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "x"}}
+			}),
+			[]string{"depends-on.dev/injected", "not written by this webhook version"}},
 		{"a malformed record",
 			pod(map[string]string{AnnotationServices: "db", AnnotationInjected: "yes"}),
 			[]string{"depends-on.dev/injected", "not written by this webhook version"}},

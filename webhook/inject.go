@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -96,29 +97,23 @@ func strip(pod *corev1.Pod) (*corev1.Pod, *Status, field.ErrorList) {
 		return out, nil, nil
 	}
 	var st Status
-	if err := json.Unmarshal([]byte(raw), &st); err != nil || st.Version != 1 {
+	// Only ever strip names we inject: a hand-edited record must not remove the user's containers.
+	if err := json.Unmarshal([]byte(raw), &st); err != nil || st.Version != 1 ||
+		!subset(st.InitContainers, WaitContainerName, FetchContainerName) || !subset(st.Volumes, FetchVolumeName) {
 		return out, nil, field.ErrorList{field.Invalid(annotationsPath.Key(AnnotationInjected), raw,
 			"not written by this webhook version; remove the annotation (and what it injected)")}
 	}
 	delete(out.Annotations, AnnotationInjected)
-	ours := func(names []string, name string) bool {
-		for _, n := range names {
-			if n == name {
-				return true
-			}
-		}
-		return false
-	}
 	keep := out.Spec.InitContainers[:0]
 	for _, c := range out.Spec.InitContainers {
-		if !ours(st.InitContainers, c.Name) {
+		if !slices.Contains(st.InitContainers, c.Name) {
 			keep = append(keep, c)
 		}
 	}
 	out.Spec.InitContainers = emptyToNil(keep)
 	keepVols := out.Spec.Volumes[:0]
 	for _, v := range out.Spec.Volumes {
-		if !ours(st.Volumes, v.Name) {
+		if !slices.Contains(st.Volumes, v.Name) {
 			keepVols = append(keepVols, v)
 		}
 	}
@@ -127,7 +122,7 @@ func strip(pod *corev1.Pod) (*corev1.Pod, *Status, field.ErrorList) {
 		for i := range cs {
 			keep := cs[i].VolumeMounts[:0]
 			for _, m := range cs[i].VolumeMounts {
-				if !ours(st.Volumes, m.Name) {
+				if !slices.Contains(st.Volumes, m.Name) {
 					keep = append(keep, m)
 				}
 			}
@@ -137,6 +132,15 @@ func strip(pod *corev1.Pod) (*corev1.Pod, *Status, field.ErrorList) {
 	stripMounts(out.Spec.InitContainers)
 	stripMounts(out.Spec.Containers)
 	return out, &st, nil
+}
+
+func subset(names []string, allowed ...string) bool {
+	for _, n := range names {
+		if !slices.Contains(allowed, n) {
+			return false
+		}
+	}
+	return true
 }
 
 func emptyToNil[T any](s []T) []T {

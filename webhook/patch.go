@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -34,14 +35,6 @@ func (in *Injector) Patch(pod *corev1.Pod, namespace string) ([]jsonpatch.Operat
 
 // removeOps removes what prev records, from the back of each list so indexes stay valid.
 func removeOps(pod *corev1.Pod, prev *Status) []jsonpatch.Operation {
-	ours := func(names []string, name string) bool {
-		for _, n := range names {
-			if n == name {
-				return true
-			}
-		}
-		return false
-	}
 	var ops []jsonpatch.Operation
 	mounts := func(base string, cs []corev1.Container, skip func(corev1.Container) bool) {
 		for i, c := range cs {
@@ -49,7 +42,7 @@ func removeOps(pod *corev1.Pod, prev *Status) []jsonpatch.Operation {
 				continue
 			}
 			for j := len(c.VolumeMounts) - 1; j >= 0; j-- {
-				if ours(prev.Volumes, c.VolumeMounts[j].Name) {
+				if slices.Contains(prev.Volumes, c.VolumeMounts[j].Name) {
 					ops = append(ops, remove(base+"/"+strconv.Itoa(i)+"/volumeMounts/"+strconv.Itoa(j)))
 				}
 			}
@@ -57,15 +50,15 @@ func removeOps(pod *corev1.Pod, prev *Status) []jsonpatch.Operation {
 	}
 	mounts("/spec/containers", pod.Spec.Containers, func(corev1.Container) bool { return false })
 	mounts("/spec/initContainers", pod.Spec.InitContainers, func(c corev1.Container) bool {
-		return ours(prev.InitContainers, c.Name) // removed whole below
+		return slices.Contains(prev.InitContainers, c.Name) // removed whole below
 	})
 	for i := len(pod.Spec.InitContainers) - 1; i >= 0; i-- {
-		if ours(prev.InitContainers, pod.Spec.InitContainers[i].Name) {
+		if slices.Contains(prev.InitContainers, pod.Spec.InitContainers[i].Name) {
 			ops = append(ops, remove("/spec/initContainers/"+strconv.Itoa(i)))
 		}
 	}
 	for i := len(pod.Spec.Volumes) - 1; i >= 0; i-- {
-		if ours(prev.Volumes, pod.Spec.Volumes[i].Name) {
+		if slices.Contains(prev.Volumes, pod.Spec.Volumes[i].Name) {
 			ops = append(ops, remove("/spec/volumes/"+strconv.Itoa(i)))
 		}
 	}
