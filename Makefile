@@ -118,6 +118,30 @@ undeploy: ## Remove the webhook configuration first, then everything else (eithe
 	$(KUBECTL) delete mutatingwebhookconfiguration depends-on --ignore-not-found
 	$(GO) run ./deploy/render deploy/base | $(KUBECTL) delete --ignore-not-found -f -
 
+##@ kind: e2e tier and demo
+# Tools and sources come from the environment, defaulted by test/kind-env.sh: KIND
+# (kind v0.30.0, installed into ./bin if needed), KUBECTL, KIND_NODE_IMAGE
+# (kindest/node:v1.34.0), CERT_MANAGER_MANIFEST (upstream release v1.19.1),
+# CERT_MANAGER_IMAGES. With none of KIND_NODE_IMAGE/CERT_MANAGER_MANIFEST set and
+# ../shared/offline/all.sh present (offline CI machines), the kit's stand-ins are used.
+
+# e2e knobs (environment): KIND_CLUSTER (depends-on-e2e; an existing cluster is
+# reused and kept), E2E_KEEP=1 (keep the cluster), E2E_SKIP_BUILD=1, E2E_IMG, E2E_WAIT_IMG.
+E2E_TIMEOUT ?= 60m
+E2E_FLAGS ?=
+
+.PHONY: e2e
+e2e: ## Kind tier (test/e2e): build and load the images, cert-manager, depends-on, the docs' examples and more.
+	. test/kind-env.sh && $(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) -parallel 8 ./test/e2e $(E2E_FLAGS)
+
+.PHONY: demo
+demo: ## Kind cluster depends-on-demo with cert-manager, depends-on and the docs' two examples, narrated.
+	test/demo.sh
+
+.PHONY: demo-clean
+demo-clean: ## Delete the demo cluster.
+	test/demo.sh clean
+
 .PHONY: help
 help: ## Show this help.
-	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-20s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z0-9_-]+:.*?##/ { printf "  %-20s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
