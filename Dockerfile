@@ -21,18 +21,18 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
+
+# Stages are in build order: the classic builder runs every stage up to the
+# --target, so wait-for-service never needs the webhook to compile.
+FROM builder AS build-wait-for-service
 # Set by BuildKit (docker buildx --platform); empty with the classic builder,
 # which then builds for the build machine's platform.
 ARG TARGETOS
 ARG TARGETARCH
 ARG VERSION=dev
-ARG WAIT_IMG=depends-on/wait-for-service:${VERSION}
 RUN GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} \
     go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
       -o /out/wait-for-service ./cmd/wait-for-service
-RUN GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags "-s -w -X main.version=${VERSION} -X main.waitImage=${WAIT_IMG}" \
-      -o /out/webhook ./cmd/webhook
 
 # The image every annotated Pod pulls: one static binary, no shell.
 FROM ${BASE_IMAGE} AS wait-for-service
@@ -40,9 +40,19 @@ ARG VERSION=dev
 LABEL org.opencontainers.image.title="depends-on wait-for-service" \
       org.opencontainers.image.description="Init container that waits for a Pod's dependencies" \
       org.opencontainers.image.version="${VERSION}"
-COPY --from=builder /out/wait-for-service /wait-for-service
+COPY --from=build-wait-for-service /out/wait-for-service /wait-for-service
 USER 65532:65532
 ENTRYPOINT ["/wait-for-service"]
+
+FROM builder AS build-webhook
+ARG TARGETOS
+ARG TARGETARCH
+ARG VERSION=dev
+# The default of --wait-image: make passes WAIT_IMG, the tag of the image above.
+ARG WAIT_IMG=depends-on/wait-for-service:${VERSION}
+RUN GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} \
+    go build -trimpath -ldflags "-s -w -X main.version=${VERSION} -X main.waitImage=${WAIT_IMG}" \
+      -o /out/webhook ./cmd/webhook
 
 # Last, so a plain `docker build .` produces the webhook.
 FROM ${BASE_IMAGE} AS webhook
@@ -50,6 +60,6 @@ ARG VERSION=dev
 LABEL org.opencontainers.image.title="depends-on webhook" \
       org.opencontainers.image.description="Mutating admission webhook that injects wait-for-service init containers" \
       org.opencontainers.image.version="${VERSION}"
-COPY --from=builder /out/webhook /webhook
+COPY --from=build-webhook /out/webhook /webhook
 USER 65532:65532
 ENTRYPOINT ["/webhook"]
