@@ -62,6 +62,15 @@ run: certs-local ## Run the webhook locally on https://localhost:9443/mutate wit
 	$(GO) run ./cmd/webhook --cert-dir $(LOCAL_CERT_DIR) --port 9443 \
 	  --health-probe-bind-address 127.0.0.1:8081 --metrics-bind-address 127.0.0.1:8080 --drain-period 0s
 
+##@ Performance (docs/performance.md)
+
+BENCH ?= .
+BENCHTIME ?= 1s
+
+.PHONY: bench
+bench: ## Go benchmarks of the webhook: parse, inject, handler vs the decode-and-allow floor (prints handler/floor).
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./webhook/
+
 ##@ Images and install
 
 IMG ?= depends-on/webhook:$(VERSION)

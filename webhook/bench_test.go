@@ -1,0 +1,281 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	goruntime "runtime"
+	"sort"
+	"strconv"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+)
+
+// Benchmarks on a Pod as the API server sends it to a mutating webhook
+// (testdata/bench-pod.json: created by a ReplicaSet, defaults and the
+// ServiceAccount volume applied, managedFields, three containers, three
+// dependencies). Run with `make bench`. There are no timing assertions here:
+// BenchmarkHandlerVsFloor reports the ratio as a metric.
+
+const benchNamespace = "shop"
+
+// benchPodJSON returns the fixture, compacted as the API server encodes it;
+// annotated=false drops the depends-on.dev/ annotations (a Pod the webhook
+// sees but has nothing to do for).
+func benchPodJSON(b testing.TB, annotated bool) []byte {
+	b.Helper()
+	src, err := os.ReadFile("testdata/bench-pod.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if !annotated {
+		var doc map[string]any
+		if err := json.Unmarshal(src, &doc); err != nil {
+			b.Fatal(err)
+		}
+		ann := doc["metadata"].(map[string]any)["annotations"].(map[string]any)
+		for k := range ann {
+			if len(k) > len(Prefix) && k[:len(Prefix)] == Prefix {
+				delete(ann, k)
+			}
+		}
+		if src, err = json.Marshal(doc); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, src); err != nil {
+		b.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// benchReview wraps a Pod in the AdmissionReview the API server posts for its
+// creation by the ReplicaSet controller.
+func benchReview(b testing.TB, pod []byte) []byte {
+	b.Helper()
+	podGVR := metav1.GroupVersionResource{Version: "v1", Resource: "pods"}
+	ar := admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID:             "0b8e3c43-8f55-4c8e-a0f4-3f7d2b1c9e6a",
+			Kind:            podKind,
+			Resource:        podGVR,
+			RequestKind:     &podKind,
+			RequestResource: &podGVR,
+			Namespace:       benchNamespace,
+			Operation:       admissionv1.Create,
+			UserInfo: authenticationv1.UserInfo{
+				Username: "system:serviceaccount:kube-system:replicaset-controller",
+				UID:      "8d1f0e2c-7a4b-4f6e-9c3d-2b1a0f9e8d7c",
+				Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"},
+			},
+			Object:  runtime.RawExtension{Raw: pod},
+			DryRun:  new(false),
+			Options: runtime.RawExtension{Raw: []byte(`{"kind":"CreateOptions","apiVersion":"meta.k8s.io/v1"}`)},
+		},
+	}
+	raw, err := json.Marshal(ar)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return raw
+}
+
+func benchPod(b testing.TB) *corev1.Pod {
+	b.Helper()
+	return decodePod(b, benchPodJSON(b, true))
+}
+
+func BenchmarkParse(b *testing.B) {
+	pod := benchPod(b)
+	opts := ParseOptions{Namespace: benchNamespace, ClusterDomain: "cluster.local"}
+	b.ReportAllocs()
+	for b.Loop() {
+		spec, errs := Parse(pod.Annotations, opts)
+		if len(errs) > 0 || len(spec.Waits) != 3 {
+			b.Fatalf("Parse = %+v, %v", spec, errs)
+		}
+	}
+}
+
+func BenchmarkDecodePod(b *testing.B) {
+	raw := benchPodJSON(b, true)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		var pod corev1.Pod
+		if err := json.Unmarshal(raw, &pod); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkInject(b *testing.B) {
+	in, pod := testInjector(b), benchPod(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		out, err := in.Inject(pod, benchNamespace)
+		if err != nil || len(out.Spec.InitContainers) != 1 {
+			b.Fatalf("Inject: %v", err)
+		}
+	}
+}
+
+func BenchmarkPatch(b *testing.B) {
+	in, pod := testInjector(b), benchPod(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		ops, err := in.Patch(pod, benchNamespace)
+		if err != nil || len(ops) != 2 {
+			b.Fatalf("Patch = %d ops, %v", len(ops), err)
+		}
+	}
+}
+
+// floorHandler decodes nothing and changes nothing: the cost of the
+// admission.Webhook path itself (read the body, decode the AdmissionReview,
+// encode the answer).
+var floorHandler = admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
+	return admission.Allowed("")
+})
+
+// serveOnce posts body to wh through admission.Webhook.ServeHTTP, as the
+// server does after TLS.
+func serveOnce(b testing.TB, wh *admission.Webhook, body []byte) *httptest.ResponseRecorder {
+	req, err := http.NewRequest(http.MethodPost, "/mutate", bytes.NewReader(body))
+	if err != nil {
+		b.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	wh.ServeHTTP(rec, req)
+	return rec
+}
+
+// checkResponse asserts the answer is allowed, with a patch or without.
+func checkResponse(b testing.TB, rec *httptest.ResponseRecorder, wantPatch bool) {
+	b.Helper()
+	var ar admissionv1.AdmissionReview
+	if err := json.Unmarshal(rec.Body.Bytes(), &ar); err != nil || ar.Response == nil || !ar.Response.Allowed {
+		b.Fatalf("response %s: %v", rec.Body.Bytes(), err)
+	}
+	if got := len(ar.Response.Patch) > 0; got != wantPatch {
+		b.Fatalf("patch present = %v, want %v: %s", got, wantPatch, rec.Body.Bytes())
+	}
+}
+
+func serveBench(b *testing.B, h admission.Handler, body []byte, wantPatch bool) {
+	wh := &admission.Webhook{Handler: h}
+	checkResponse(b, serveOnce(b, wh, body), wantPatch)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		serveOnce(b, wh, body)
+	}
+}
+
+func BenchmarkHandler(b *testing.B) {
+	h := NewHandler(testInjector(b), HandlerOptions{})
+	b.Run("annotated", func(b *testing.B) { serveBench(b, h, benchReview(b, benchPodJSON(b, true)), true) })
+	b.Run("unannotated", func(b *testing.B) { serveBench(b, h, benchReview(b, benchPodJSON(b, false)), false) })
+}
+
+func BenchmarkFloor(b *testing.B) {
+	b.Run("annotated", func(b *testing.B) { serveBench(b, floorHandler, benchReview(b, benchPodJSON(b, true)), false) })
+	b.Run("unannotated", func(b *testing.B) { serveBench(b, floorHandler, benchReview(b, benchPodJSON(b, false)), false) })
+}
+
+// timeOps runs f n times and returns ns/op and allocs/op.
+func timeOps(n int, f func()) (nsPerOp, allocsPerOp float64) {
+	var before, after goruntime.MemStats
+	goruntime.GC()
+	goruntime.ReadMemStats(&before)
+	start := time.Now()
+	for range n {
+		f()
+	}
+	elapsed := time.Since(start)
+	goruntime.ReadMemStats(&after)
+	return float64(elapsed.Nanoseconds()) / float64(n), float64(after.Mallocs-before.Mallocs) / float64(n)
+}
+
+// BenchmarkHandlerVsFloor measures the full handler and the decode-and-allow
+// floor on the same AdmissionReview in the same process, alternating rounds of
+// each so that a change in the machine's load hits both, and reports the ratio
+// of the medians as the "handler/floor" metric, also logged as
+// "handler/floor = 1.21x". Its work does not depend on b.N: run it with the
+// default -benchtime. (testing.Benchmark cannot be nested in a benchmark: it
+// would deadlock on the benchmark lock, hence the hand-made loop.)
+func BenchmarkHandlerVsFloor(b *testing.B) {
+	const (
+		rounds   = 7
+		perRound = 300 * time.Millisecond
+	)
+	h := NewHandler(testInjector(b), HandlerOptions{})
+	for _, c := range []struct {
+		name      string
+		annotated bool
+	}{{"annotated", true}, {"unannotated", false}} {
+		b.Run(c.name, func(b *testing.B) {
+			body := benchReview(b, benchPodJSON(b, c.annotated))
+			hw, fw := &admission.Webhook{Handler: h}, &admission.Webhook{Handler: floorHandler}
+			checkResponse(b, serveOnce(b, hw, body), c.annotated)
+			checkResponse(b, serveOnce(b, fw, body), false)
+			handler := func() { serveOnce(b, hw, body) }
+			floor := func() { serveOnce(b, fw, body) }
+			// Size the rounds from a short calibration of the slower one.
+			ns, _ := timeOps(200, handler)
+			n := max(100, int(float64(perRound.Nanoseconds())/ns))
+			var hs, fs []float64
+			var hAllocs, fAllocs float64
+			for range rounds {
+				var hns, fns float64
+				hns, hAllocs = timeOps(n, handler)
+				fns, fAllocs = timeOps(n, floor)
+				hs, fs = append(hs, hns), append(fs, fns)
+			}
+			hm, fm := median(hs), median(fs)
+			b.ReportMetric(hm, "handler-ns/op")
+			b.ReportMetric(fm, "floor-ns/op")
+			b.ReportMetric(hm/fm, "handler/floor")
+			b.Logf("%s: handler %.1f µs/op (%.0f allocs/op), floor %.1f µs/op (%.0f allocs/op): handler/floor = %.2fx (median of %d alternating rounds of %d; per round: %s)",
+				c.name, hm/1e3, hAllocs, fm/1e3, fAllocs, hm/fm, rounds, n, roundRatios(hs, fs))
+			for b.Loop() {
+			}
+		})
+	}
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if n := len(s); n%2 == 1 {
+		return s[n/2]
+	} else {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+}
+
+func roundRatios(hs, fs []float64) string {
+	var buf bytes.Buffer
+	for i := range hs {
+		if i > 0 {
+			buf.WriteString(" ")
+		}
+		buf.WriteString(formatRatio(hs[i] / fs[i]))
+	}
+	return buf.String()
+}
+
+func formatRatio(r float64) string { return strconv.FormatFloat(r, 'f', 2, 64) + "x" }
