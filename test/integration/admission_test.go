@@ -2,6 +2,7 @@ package integration
 
 import (
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -21,44 +22,84 @@ import (
 // as their golden files say.
 func TestDocsExamplesStoredAsGoldens(t *testing.T) {
 	useWebhook(t)
-	for _, name := range []string{"myapp-pod", "init-demo"} {
-		t.Run(name, func(t *testing.T) {
-			in := loadPod(t, name+".yaml")
-			golden := loadPod(t, name+".injected.yaml")
-			// The goldens were generated for the request namespace "default" (it is
-			// part of the Service FQDNs wait-for-service is given), so the Pods are
-			// created there rather than in a namespace of their own.
-			in.Namespace = metav1.NamespaceDefault
+	for _, name := range docsExamples {
+		t.Run(name, func(t *testing.T) { expectStoredAsGolden(t, name) })
+	}
+}
 
-			before := snapshot(t)
-			createPod(t, in)
-			expectDelta(t, before, counts{requests: 1, decisions: map[webhook.Decision]float64{webhook.DecisionPatched: 1}})
-			stored := getPod(t, in.Namespace, in.Name)
+// docsExamples are the goldens of the docs' two init-container examples.
+var docsExamples = []string{"myapp-pod", "init-demo"}
 
-			// The injected parts as stored, against the golden as written: no
-			// normalisation. The webhook already sets every field API-server
-			// defaulting would fill in an init container (imagePullPolicy,
-			// terminationMessagePath/Policy, requests), so defaulting must leave
-			// them alone; if it did not, a reinvocation would see a difference.
-			expectSameParts(t, name, partsOf(stored), partsOf(golden))
+// Every other golden of webhook/testdata as well: generateName, native
+// sidecars, the Pod's own init containers, re-created and stale-record Pods.
+func TestOtherGoldensStoredAsGoldens(t *testing.T) {
+	useWebhook(t)
+	inputs, err := filepath.Glob(filepath.Join(suite.repoRoot, "webhook", "testdata", "*.injected.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, golden := range inputs {
+		name := strings.TrimSuffix(filepath.Base(golden), ".injected.yaml")
+		if slices.Contains(docsExamples, name) {
+			continue
+		}
+		seen++
+		t.Run(name, func(t *testing.T) { expectStoredAsGolden(t, name) })
+	}
+	if seen < 5 {
+		t.Fatalf("only %d goldens found in webhook/testdata", seen)
+	}
+}
 
-			// The whole Pod: the golden put through the same API server without the
-			// webhook (a dry-run in an excluded namespace) must be what was stored,
-			// so the injection also changed nothing else. This accounts for the
-			// defaults the API server adds to the user's part of the Pod (restartPolicy,
-			// dnsPolicy, schedulerName, tolerations from DefaultTolerationSeconds,
-			// the app containers' imagePullPolicy and port protocol, ...) without
-			// listing them here.
-			want := defaulted(t, golden)
-			if !apiequality.Semantic.DeepEqual(stored.Spec, want.Spec) {
-				t.Errorf("stored spec differs from the golden's after defaulting\n--- stored:\n%s\n--- golden, defaulted:\n%s",
-					toYAML(t, stored.Spec), toYAML(t, want.Spec))
-			}
-			if !maps.Equal(stored.Annotations, golden.Annotations) || !maps.Equal(stored.Labels, golden.Labels) {
-				t.Errorf("stored metadata differs from the golden's:\nannotations %v\nwant        %v\nlabels %v\nwant   %v",
-					stored.Annotations, golden.Annotations, stored.Labels, golden.Labels)
-			}
-		})
+// expectStoredAsGolden creates webhook/testdata/<name>.yaml through the API
+// and compares the stored Pod with <name>.injected.yaml.
+func expectStoredAsGolden(t *testing.T, name string) {
+	t.Helper()
+	in := loadPod(t, name+".yaml")
+	golden := loadPod(t, name+".injected.yaml")
+	// The goldens were generated for their own namespace or, without one, for
+	// the request namespace "default": it is part of the Service FQDNs
+	// wait-for-service is given, so the Pods are created there.
+	if in.Namespace == "" {
+		in.Namespace = metav1.NamespaceDefault
+	}
+	ensureNamespace(t, in.Namespace)
+	if in.Name != "" {
+		// Several goldens share a name; the name is not part of the injection.
+		in.Name = "golden-" + name
+		golden.Name = in.Name
+	}
+
+	before := snapshot(t)
+	createPod(t, in)
+	want := counts{requests: 1, decisions: map[webhook.Decision]float64{webhook.DecisionPatched: 1}}
+	expectDelta(t, before, want)
+	stored := getPod(t, in.Namespace, in.Name)
+
+	// What the webhook injected (the containers, volumes and mounts its record
+	// names, and the record), as stored, against the golden as written: no
+	// normalisation. The webhook already sets every field API-server defaulting
+	// would fill in a container (imagePullPolicy, terminationMessagePath and
+	// Policy, requests), so defaulting must leave them alone; if it did not, a
+	// reinvocation would see a difference and inject again.
+	expectSameParts(t, name, ourParts(t, stored), ourParts(t, golden))
+
+	// The whole Pod: the golden put through the same API server without the
+	// webhook (a dry-run in an excluded namespace) must be what was stored,
+	// so the injection also changed nothing else. This accounts for the
+	// defaults the API server adds to the user's part of the Pod (restartPolicy,
+	// dnsPolicy, schedulerName, tolerations from DefaultTolerationSeconds,
+	// the app containers' imagePullPolicy and port protocol, ...) without
+	// listing them here.
+	wantPod := defaulted(t, golden)
+	if !apiequality.Semantic.DeepEqual(stored.Spec, wantPod.Spec) {
+		t.Errorf("stored spec differs from the golden's after defaulting\n--- stored:\n%s\n--- golden, defaulted:\n%s",
+			toYAML(t, stored.Spec), toYAML(t, wantPod.Spec))
+	}
+	if !maps.Equal(stored.Annotations, golden.Annotations) || !maps.Equal(stored.Labels, golden.Labels) {
+		t.Errorf("stored metadata differs from the golden's:\nannotations %v\nwant        %v\nlabels %v\nwant   %v",
+			stored.Annotations, golden.Annotations, stored.Labels, golden.Labels)
 	}
 }
 

@@ -2,9 +2,11 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -64,6 +66,15 @@ func newNamespace(t *testing.T, labels map[string]string) string {
 		t.Fatalf("create namespace: %v", err)
 	}
 	return ns.Name
+}
+
+// ensureNamespace creates the namespace name unless it exists.
+func ensureNamespace(t *testing.T, name string) {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := suite.client.Create(testCtx(t), ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("create namespace %s: %v", name, err)
+	}
 }
 
 // loadPod reads a Pod from webhook/testdata, strictly.
@@ -142,6 +153,8 @@ type injectedParts struct {
 	Injected       string                 `json:"injected"`     // the depends-on.dev/injected annotation
 }
 
+// partsOf returns the Pod's init containers, volumes, app container mounts
+// and record, whoever added them.
 func partsOf(pod *corev1.Pod) injectedParts {
 	p := injectedParts{
 		InitContainers: pod.Spec.InitContainers,
@@ -150,6 +163,41 @@ func partsOf(pod *corev1.Pod) injectedParts {
 	}
 	for _, c := range pod.Spec.Containers {
 		p.VolumeMounts = append(p.VolumeMounts, c.VolumeMounts)
+	}
+	return p
+}
+
+// ourParts narrows partsOf to what the Pod's depends-on.dev/injected record
+// names: the injected init containers and volumes, and the mounts of those
+// volumes in the app containers. The user's own init containers and volumes
+// are left out (the API server defaults them; whole-Pod comparisons cover them).
+func ourParts(t *testing.T, pod *corev1.Pod) injectedParts {
+	t.Helper()
+	p := injectedParts{Injected: pod.Annotations[webhook.AnnotationInjected]}
+	var st webhook.Status
+	if p.Injected != "" {
+		if err := json.Unmarshal([]byte(p.Injected), &st); err != nil {
+			t.Fatalf("%s: %v", webhook.AnnotationInjected, err)
+		}
+	}
+	for _, c := range pod.Spec.InitContainers {
+		if slices.Contains(st.InitContainers, c.Name) {
+			p.InitContainers = append(p.InitContainers, c)
+		}
+	}
+	for _, v := range pod.Spec.Volumes {
+		if slices.Contains(st.Volumes, v.Name) {
+			p.Volumes = append(p.Volumes, v)
+		}
+	}
+	for _, c := range pod.Spec.Containers {
+		var mounts []corev1.VolumeMount
+		for _, m := range c.VolumeMounts {
+			if slices.Contains(st.Volumes, m.Name) {
+				mounts = append(mounts, m)
+			}
+		}
+		p.VolumeMounts = append(p.VolumeMounts, mounts)
 	}
 	return p
 }
