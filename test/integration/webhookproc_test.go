@@ -37,6 +37,8 @@ type webhookProcess struct {
 	bin, certDir, logPath string
 	// Ports stay the same across restarts: the registered URL points at port.
 	port, healthPort, metricsPort int
+	// extraArgs are appended to the flags below (later flags win).
+	extraArgs []string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -90,6 +92,7 @@ func (w *webhookProcess) start() error {
 		"--wait-image="+webhook.DefaultWaitImage,
 		"--zap-log-level=debug",
 	)
+	cmd.Args = append(cmd.Args, w.extraArgs...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
