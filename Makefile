@@ -92,6 +92,8 @@ CERTS_FLAGS ?=
 # Localhost certificates for running the webhook outside a cluster.
 LOCAL_CERT_DIR ?= $(CURDIR)/.tmp/certs
 DEPLOY_TIMEOUT ?= 300s
+WEBHOOK_WAIT_SECONDS ?= 120
+WEBHOOK_PROBE_NAMESPACE ?= default
 RENDER := $(GO) run ./deploy/render --image $(IMG) --wait-image $(WAIT_IMG)
 
 DOCKER_BUILD_ARGS = $(DOCKER_BUILD_FLAGS) \
@@ -136,11 +138,28 @@ manifests: $(SELF_SIGNED_DIR)/kustomization.yaml ## Render deploy/cert-manager a
 deploy: ## Install with cert-manager (must be installed) using $(IMG): kubectl apply + wait for the rollout.
 	$(RENDER) deploy/cert-manager | $(KUBECTL) apply -f -
 	$(KUBECTL) -n depends-on-system rollout status deployment/depends-on-webhook --timeout=$(DEPLOY_TIMEOUT)
+	@$(MAKE) --no-print-directory wait-webhook
 
 .PHONY: deploy-self-signed
 deploy-self-signed: $(SELF_SIGNED_DIR)/kustomization.yaml ## Install without cert-manager, with the certificates from make certs.
 	$(RENDER) deploy/self-signed | $(KUBECTL) apply -f -
 	$(KUBECTL) -n depends-on-system rollout status deployment/depends-on-webhook --timeout=$(DEPLOY_TIMEOUT)
+	@$(MAKE) --no-print-directory wait-webhook
+
+# Ready Pods are not enough: the Service routing and (cert-manager) the caBundle
+# injection lag behind. A server-side dry-run of an annotated Pod goes through
+# the API server -> Service -> TLS -> webhook path without creating anything.
+.PHONY: wait-webhook
+wait-webhook: ## Wait until the API server gets injections from the webhook (server-side dry-run).
+	@deadline=$$(( $$(date +%s) + $(WEBHOOK_WAIT_SECONDS) )); \
+	while :; do \
+	  out="$$($(KUBECTL) -n $(WEBHOOK_PROBE_NAMESPACE) run depends-on-probe --dry-run=server --restart=Never \
+	    --image=$(WAIT_IMG) --annotations=depends-on.dev/services=kubernetes.default:443 \
+	    -o jsonpath='{.spec.initContainers[*].name}' 2>&1)" && [ -n "$$out" ] && break; \
+	  case "$$out" in *'admission webhook "inject.depends-on.dev" denied'*) break;; esac; \
+	  if [ "$$(date +%s)" -ge "$$deadline" ]; then echo "webhook not serving after $(WEBHOOK_WAIT_SECONDS)s: $$out"; exit 1; fi; \
+	  sleep 2; \
+	done; echo "webhook serving (injected: $$out)"
 
 .PHONY: undeploy
 undeploy: ## Remove the webhook configuration first, then everything else (either install).
