@@ -37,11 +37,8 @@ func testCtx(t *testing.T) context.Context {
 func useWebhook(t *testing.T) {
 	t.Helper()
 	if !suite.webhook.running() {
-		if err := suite.webhook.start(); err != nil {
+		if err := suite.restartWebhook(testCtx(t)); err != nil {
 			t.Fatalf("restart webhook: %v", err)
-		}
-		if err := suite.waitWebhookActive(testCtx(t)); err != nil {
-			t.Fatal(err)
 		}
 	}
 	t.Cleanup(func() {

@@ -96,8 +96,18 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	suite = s
-	fmt.Fprintf(os.Stderr, "integration: set-up took %s (assets %s)\n", time.Since(start).Round(time.Millisecond), assets)
-	return m.Run()
+	fmt.Fprintf(os.Stderr, "integration: set-up took %s (assets %s, webhook built with race detector: %v)\n",
+		time.Since(start).Round(time.Millisecond), assets, raceEnabled)
+	code := m.Run()
+	if err := s.webhook.stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: integration tests: %v\n", err)
+		code = 1
+	}
+	if log, _ := os.ReadFile(s.webhook.logPath); bytes.Contains(log, []byte("WARNING: DATA RACE")) {
+		fmt.Fprintf(os.Stderr, "FAIL: integration tests: the webhook process reported a data race:\n%s\n", log)
+		code = 1
+	}
+	return code
 }
 
 // envtestAssets returns KUBEBUILDER_ASSETS after checking the binaries are there.
@@ -138,7 +148,13 @@ func setUp(assets, tmp string) (s *testSuite, stop func() error, err error) {
 		return s, stop, err
 	}
 	bin := filepath.Join(tmp, "webhook")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/webhook")
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		// Under go test -race the webhook runs with the race detector too; a
+		// report fails the run (see runTests).
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "./cmd/webhook")...)
 	build.Dir = s.repoRoot
 	if out, err := build.CombinedOutput(); err != nil {
 		return s, stop, fmt.Errorf("go build ./cmd/webhook: %v\n%s", err, out)
@@ -279,6 +295,21 @@ func (s *testSuite) registerWebhook(ctx context.Context) error {
 		return err
 	}
 	return s.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(fieldManager), client.ForceOwnership)
+}
+
+// restartWebhook starts the stopped webhook again on its ports or, if one was
+// taken meanwhile, on new ones, re-registering the configuration.
+func (s *testSuite) restartWebhook(ctx context.Context) error {
+	if err := s.webhook.start(); err != nil {
+		fmt.Fprintf(os.Stderr, "integration: restart on the same ports failed (%v); trying new ports\n", err)
+		if err := s.webhook.startFresh(); err != nil {
+			return err
+		}
+		if err := s.registerWebhook(ctx); err != nil {
+			return err
+		}
+	}
+	return s.waitWebhookActive(ctx)
 }
 
 // waitWebhookActive returns once the API server calls the webhook: a

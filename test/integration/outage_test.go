@@ -29,13 +29,9 @@ func TestWebhookDown(t *testing.T) {
 		t.Fatalf("stop webhook: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := suite.webhook.start(); err != nil {
-			t.Errorf("restart webhook: %v", err)
-			return
-		}
 		// t.Context() is already canceled when cleanups run.
-		if err := suite.waitWebhookActive(context.Background()); err != nil {
-			t.Error(err)
+		if err := suite.restartWebhook(context.Background()); err != nil {
+			t.Errorf("restart webhook: %v", err)
 		}
 	})
 	annotations := map[string]string{webhook.AnnotationServices: "mydb"}
