@@ -91,7 +91,10 @@ func expectStoredAsGolden(t *testing.T, name string) {
 	// defaults the API server adds to the user's part of the Pod (restartPolicy,
 	// dnsPolicy, schedulerName, tolerations from DefaultTolerationSeconds,
 	// the app containers' imagePullPolicy and port protocol, ...) without
-	// listing them here.
+	// listing them here. envtest's kube-apiserver runs without the
+	// ServiceAccount admission plugin, so no kube-api-access projected volume
+	// and mounts are added (in a cluster they are, before the webhook is
+	// called, and the injected volume and mounts are appended after them).
 	wantPod := defaulted(t, golden)
 	if !apiequality.Semantic.DeepEqual(stored.Spec, wantPod.Spec) {
 		t.Errorf("stored spec differs from the golden's after defaulting\n--- stored:\n%s\n--- golden, defaulted:\n%s",
