@@ -596,6 +596,10 @@ func testUnannotated(t *testing.T) {
 		if err != nil || len(wp) == 0 {
 			t.Fatalf("webhook Pods: %v (%d)", err, len(wp))
 		}
+		all, err := e.cs.CoreV1().Pods(deploy.Namespace).List(ctx, metav1.ListOptions{LabelSelector: webhookLabelSelector})
+		if err != nil || len(all.Items) != len(wp) {
+			t.Fatalf("webhook Pods not settled (%d running of %d): %v", len(wp), len(all.Items), err)
+		}
 		var names []string
 		for _, p := range wp {
 			m, err := metrics(ctx, p.Name)
@@ -638,11 +642,6 @@ func testUnannotated(t *testing.T) {
 	if podsAfter != podsBefore {
 		t.Fatalf("webhook Pods changed during the measurement (%s -> %s)", podsBefore, podsAfter)
 	}
-	if after != before {
-		t.Fatalf("the webhook received %v requests for %d unannotated Pods, want 0", after-before, len(plain))
-	}
-	t.Logf("%d unannotated Pods created: controller_runtime_webhook_requests_total{webhook=\"/mutate\"} stayed at %v (%s)",
-		len(plain), after, podsAfter)
 
 	// Control: an annotated Pod does reach it, so the counter is the right one.
 	annotated := tinyPod("annotated", map[string]string{webhook.AnnotationServices: "kubernetes.default"})
@@ -655,6 +654,27 @@ func testUnannotated(t *testing.T) {
 		t.Fatalf("an annotated Pod did not move the counters: requests %v -> %v, patched %v -> %v", after, control, patchedBefore, patchedAfter)
 	}
 	t.Logf("control: one annotated Pod moved requests %v -> %v, patched decisions %v -> %v", after, control, patchedBefore, patchedAfter)
+
+	if e.matchConditionsStripped {
+		// What the cluster did: every Pod creation reached the webhook, which
+		// let the unannotated ones through unchanged (checked above).
+		if after-before != float64(len(plain)) {
+			t.Errorf("without matchConditions each of the %d unannotated Pods should reach the webhook once; the counter moved by %v", len(plain), after-before)
+		}
+		msg := fmt.Sprintf("the MutatingWebhookConfiguration lost its matchConditions when cert-manager %s's cainjector injected the caBundle "+
+			"(it rewrites the whole object with a client older than Kubernetes 1.27's matchConditions): all %d unannotated Pods reached the webhook "+
+			"(controller_runtime_webhook_requests_total{webhook=\"/mutate\"} %v -> %v) and were allowed unchanged",
+			e.cmVersion, len(plain), before, after)
+		if certManagerPredatesMatchConditions(e.cmVersion) {
+			t.Skipf("KNOWN ISSUE with cert-manager < v1.12: %s", msg)
+		}
+		t.Fatal(msg)
+	}
+	if after != before {
+		t.Fatalf("the webhook received %v requests for %d unannotated Pods, want 0", after-before, len(plain))
+	}
+	t.Logf("%d unannotated Pods created: controller_runtime_webhook_requests_total{webhook=\"/mutate\"} stayed at %v (%s)",
+		len(plain), after, podsAfter)
 }
 
 // --- helpers specific to the cases ---

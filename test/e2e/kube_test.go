@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/depends-on/depends-on/deploy"
+	"github.com/depends-on/depends-on/webhook"
 )
 
 func getenv(key, def string) string {
@@ -504,8 +505,18 @@ func startDelay(t *testing.T, ctx context.Context, name string, p *corev1.Pod, c
 		t.Fatalf("%s: first log line of %s: %v", p.Name, c, err)
 	}
 	s := delaySample{name: name, fromLog: first.Sub(ready), fromStartedAt: startedAt.Sub(ready)}
-	t.Logf("%s: dependency ready at %s; app container %s started at %s (first log line %s): delay %s (startedAt: %s)",
-		name, ready.UTC().Format("15:04:05.000"), c, startedAt.UTC().Format("15:04:05"), first.UTC().Format("15:04:05.000"),
+	// When wait-for-service saw the last dependency: the runtime's timestamp
+	// of its "all ... ready" line. The rest is the kubelet starting containers.
+	for _, line := range strings.Split(logs(t, ctx, p.Namespace, p.Name, webhook.WaitContainerName, true), "\n") {
+		ts, msg, _ := strings.Cut(line, " ")
+		if _, rest, ok := strings.Cut(msg, " "); ok && strings.HasPrefix(rest, "all ") && strings.Contains(rest, " ready after ") {
+			if at, err := time.Parse(time.RFC3339Nano, ts); err == nil {
+				s.detect = at.Sub(ready)
+			}
+		}
+	}
+	t.Logf("%s: dependency ready at %s; wait-for-service saw it %s later; app container %s started at %s (first log line %s): delay %s (startedAt: %s)",
+		name, ready.UTC().Format("15:04:05.000"), s.detect.Round(time.Millisecond), c, startedAt.UTC().Format("15:04:05"), first.UTC().Format("15:04:05.000"),
 		s.fromLog.Round(time.Millisecond), s.fromStartedAt.Round(time.Millisecond))
 	if s.fromLog < 0 {
 		t.Errorf("%s: the app started %s before its dependency was ready", name, -s.fromLog)
