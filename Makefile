@@ -139,6 +139,12 @@ deploy: ## Install with cert-manager (must be installed) using $(IMG): kubectl a
 	$(RENDER) deploy/cert-manager | $(KUBECTL) apply -f -
 	$(KUBECTL) -n depends-on-system rollout status deployment/depends-on-webhook --timeout=$(DEPLOY_TIMEOUT)
 	@$(MAKE) --no-print-directory wait-webhook
+	@# cert-manager < v1.12: cainjector rewrites the whole object with types that predate matchConditions.
+	@if [ -z "$$($(KUBECTL) get mutatingwebhookconfiguration depends-on -o jsonpath='{.webhooks[0].matchConditions[*].name}')" ]; then \
+	  echo "WARNING: MutatingWebhookConfiguration depends-on lost its matchConditions (cert-manager older than v1.12 strips them when"; \
+	  echo "WARNING: injecting the caBundle). failurePolicy Fail now covers every Pod outside the excluded namespaces: upgrade"; \
+	  echo "WARNING: cert-manager, or install with make deploy-self-signed. See deploy/README.md."; \
+	fi
 
 .PHONY: deploy-self-signed
 deploy-self-signed: $(SELF_SIGNED_DIR)/kustomization.yaml ## Install without cert-manager, with the certificates from make certs.
