@@ -170,6 +170,11 @@ func Parse(annotations map[string]string, opts ParseOptions) (*Spec, field.Error
 					errs = append(errs, field.Invalid(p, entry, fmt.Sprintf("path %s is fetched more than once", f.Path)))
 					continue
 				}
+				if other := nestedPath(f.Path, spec.Fetches); other != "" {
+					// A file cannot be mounted inside another mounted file.
+					errs = append(errs, field.Invalid(p, entry, fmt.Sprintf("path %s and fetch path %s are nested in each other", f.Path, other)))
+					continue
+				}
 				fetchPaths[f.Path] = true
 				spec.Fetches = append(spec.Fetches, f)
 			}
@@ -359,6 +364,15 @@ func unwrapURLError(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+func nestedPath(p string, fetches []Fetch) string {
+	for _, f := range fetches {
+		if strings.HasPrefix(p, f.Path+"/") || strings.HasPrefix(f.Path, p+"/") {
+			return f.Path
+		}
+	}
+	return ""
 }
 
 func parseFetch(entry string) (Fetch, error) {

@@ -137,6 +137,8 @@ func TestParseInvalid(t *testing.T) {
 			[][]string{{"depends-on.dev/fetch", "/absolute/path=URL"}}},
 		{"fetch same path twice", map[string]string{AnnotationFetch: "/a=http://x/, /a=http://y/"},
 			[][]string{{"depends-on.dev/fetch", `"/a=http://y/"`, "more than once"}}},
+		{"nested fetch paths", map[string]string{AnnotationFetch: "/etc/a=http://x/, /etc/a/b=http://y/"},
+			[][]string{{"depends-on.dev/fetch", `"/etc/a/b=http://y/"`, "nested"}}},
 		{"bad timeout", map[string]string{AnnotationServices: "s", AnnotationTimeout: "ten seconds"},
 			[][]string{{"depends-on.dev/timeout", `"ten seconds"`, "duration"}}},
 		{"negative timeout", map[string]string{AnnotationServices: "s", AnnotationTimeout: "-5s"},
@@ -235,6 +237,11 @@ func TestInjectCollisions(t *testing.T) {
 				p.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "x"}}
 			}),
 			[]string{"depends-on.dev/injected", "not written by this webhook version"}},
+		{"a Windows Pod",
+			pod(map[string]string{AnnotationServices: "db"}, func(p *corev1.Pod) {
+				p.Spec.OS = &corev1.PodOS{Name: corev1.Windows}
+			}),
+			[]string{"spec.os.name", `"windows"`, "Linux containers"}},
 		{"a malformed record",
 			pod(map[string]string{AnnotationServices: "db", AnnotationInjected: "yes"}),
 			[]string{"depends-on.dev/injected", "not written by this webhook version"}},

@@ -156,6 +156,12 @@ func checkCollisions(pod *corev1.Pod, spec *Spec) field.ErrorList {
 	if spec == nil || spec.Empty() {
 		return nil
 	}
+	if pod.Spec.OS != nil && pod.Spec.OS.Name != corev1.Linux {
+		// The injected containers are Linux binaries with Linux-only securityContext fields.
+		errs = append(errs, field.NotSupported(field.NewPath("spec", "os", "name"), pod.Spec.OS.Name,
+			[]string{string(corev1.Linux)}))
+		errs[len(errs)-1].Detail = "depends-on injects Linux containers; remove the depends-on.dev/ annotations from this Pod"
+	}
 	reserved := map[string]string{WaitContainerName: "the injected wait container"}
 	if len(spec.Fetches) > 0 {
 		reserved[FetchContainerName] = "the injected fetch container"

@@ -124,14 +124,23 @@ func run(ctx context.Context, o serverOptions, log logr.Logger) error {
 		case <-time.After(o.drainPeriod):
 		case <-gctx.Done():
 		}
-		log.Info("drained: stopping")
+		log.Info("drained: stopping", "shutdownTimeout", o.shutdownTimeout.String())
 		stopServing()
 	case <-gctx.Done():
 	}
-	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
-		return err
+	// controller-runtime's webhook server waits up to a minute for in-flight
+	// requests; the Pod's grace period is shorter, so bound the wait ourselves.
+	stopped := make(chan error, 1)
+	go func() { stopped <- g.Wait() }()
+	select {
+	case err := <-stopped:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		return nil
+	case <-time.After(o.shutdownTimeout):
+		return fmt.Errorf("requests still in flight after --shutdown-timeout=%s: exiting anyway", o.shutdownTimeout)
 	}
-	return nil
 }
 
 // closeWhenDraining asks clients to reconnect (Connection: close) once draining
