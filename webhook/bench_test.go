@@ -293,3 +293,15 @@ func median(xs []float64) float64 {
 		return (s[n/2-1] + s[n/2]) / 2
 	}
 }
+
+// BenchmarkReadPod is the handler's partial decode (compare BenchmarkDecodePod).
+func BenchmarkReadPod(b *testing.B) {
+	raw := benchPodJSON(b, true)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		if _, ok := readPodFast(raw); !ok {
+			b.Fatal("fast path refused the Pod")
+		}
+	}
+}

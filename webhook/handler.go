@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -71,27 +70,28 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	if len(req.Object.Raw) == 0 {
 		return admission.Errored(http.StatusBadRequest, errors.New("request has no object")), DecisionErrored
 	}
-	var pod corev1.Pod
-	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
+	// Only the parts injection reads are decoded (see readPod).
+	pod, err := readPod(req.Object.Raw)
+	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err), DecisionErrored
 	}
 	if !HasAnnotations(pod.Annotations) {
 		return admission.Allowed("no depends-on.dev/ annotations"), DecisionAllowed
 	}
-	ops, err := h.injector.Patch(&pod, req.Namespace)
+	ops, err := h.injector.Patch(pod, req.Namespace)
 	if err != nil {
 		var invalid *InvalidError
 		if errors.As(err, &invalid) {
-			log.Info("denied", "pod", podRef(&pod), "reason", err.Error())
+			log.Info("denied", "pod", podRef(pod), "reason", err.Error())
 			return denied(err.Error()), DecisionDenied
 		}
-		log.Error(err, "injection failed", "pod", podRef(&pod))
+		log.Error(err, "injection failed", "pod", podRef(pod))
 		return admission.Errored(http.StatusInternalServerError, err), DecisionErrored
 	}
 	if len(ops) == 0 {
 		return admission.Allowed("already injected"), DecisionAllowed
 	}
-	log.V(1).Info("injected", "pod", podRef(&pod), "operations", len(ops))
+	log.V(1).Info("injected", "pod", podRef(pod), "operations", len(ops))
 	return admission.Patched("", ops...), DecisionPatched
 }
 
