@@ -136,6 +136,7 @@ done
 sleep 3
 show -n "$NS" get pods myapp-pod init-demo
 show -n "$NS" logs myapp-pod -c wait-for-service
+show -n "$NS" logs init-demo -c wait-for-service
 
 bold "Creating the Services (examples/services.yaml) and the page server (examples/info-page.yaml)"
 show -n "$NS" apply -f examples/services.yaml -f examples/info-page.yaml
@@ -147,6 +148,7 @@ show -n "$NS" logs myapp-pod -c wait-for-service
 show -n "$NS" logs myapp-pod
 
 bold "nginx serves the fetched page"
+show -n "$NS" logs init-demo -c fetch
 show -n "$NS" exec init-demo -c nginx -- cat /usr/share/nginx/html/index.html
 printf '$ kubectl get --raw /api/v1/namespaces/%s/pods/init-demo:80/proxy/   # nginx on port 80\n' "$NS"
 k get --raw "/api/v1/namespaces/$NS/pods/init-demo:80/proxy/"
