@@ -65,6 +65,8 @@ func removeOps(pod *corev1.Pod, prev *Status) []jsonpatch.Operation {
 	return ops
 }
 
+var injectedAnnotationPath = "/metadata/annotations/" + escapePointer(AnnotationInjected)
+
 // addOps turns base into desired, knowing desired only adds to base: init
 // containers in front, volumes and mounts at the end, and the record annotation.
 func addOps(base, desired *corev1.Pod, hadRecord bool) []jsonpatch.Operation {
@@ -83,7 +85,7 @@ func addOps(base, desired *corev1.Pod, hadRecord bool) []jsonpatch.Operation {
 		ops = appendOps(ops, "/spec/containers/"+strconv.Itoa(i)+"/volumeMounts",
 			base.Spec.Containers[i].VolumeMounts, desired.Spec.Containers[i].VolumeMounts)
 	}
-	key := "/metadata/annotations/" + escapePointer(AnnotationInjected)
+	key := injectedAnnotationPath
 	if v, ok := desired.Annotations[AnnotationInjected]; ok {
 		// add on an existing member replaces it (RFC 6902 4.1).
 		ops = append(ops, add(key, v))
@@ -116,7 +118,7 @@ func remove(path string) jsonpatch.Operation {
 	return jsonpatch.Operation{Operation: "remove", Path: path}
 }
 
+var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
+
 // escapePointer escapes a JSON-pointer reference token (RFC 6901).
-func escapePointer(s string) string {
-	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
-}
+func escapePointer(s string) string { return pointerEscaper.Replace(s) }

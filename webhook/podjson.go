@@ -11,8 +11,10 @@ import (
 
 // readPod decodes the parts of a Pod (JSON, as the API server sends it) that
 // injection reads: name, generateName, namespace and annotations, init
-// containers and volumes in full, and the name and volumeMounts of each
-// container. Nothing else is decoded: an API server Pod spends most of its
+// containers and os in full, the name of each container and volume, and the
+// name and mountPath of each volumeMount (all of the injected volume and its
+// mounts). Anything that starts reading another field of the Pod must be
+// added here: TestReadPodRandomPods fails otherwise. Nothing else is decoded: an API server Pod spends most of its
 // bytes on managedFields, env, probes and resources, and decoding them into a
 // corev1.Pod cost more than the whole decode of the AdmissionReview.
 //
@@ -91,13 +93,13 @@ func decodeMeta(sc *scanner, pod *corev1.Pod) bool {
 	})
 }
 
-// decodeSpec decodes from the object at sc the init containers in full, the
-// name and volumeMounts of each container, and the name of each volume (in
-// full for the one the webhook injects).
+// decodeSpec decodes from the object at sc the init containers and os in
+// full, the name and volumeMounts of each container, and the name of each
+// volume (in full for the one the webhook injects).
 func decodeSpec(sc *scanner, spec *corev1.PodSpec) bool {
-	var seen [3]bool
+	var seen [4]bool
 	return sc.members(2, func(key []byte, sc *scanner) bool {
-		i := match(key, "initContainers", "containers", "volumes")
+		i := match(key, "initContainers", "containers", "volumes", "os")
 		switch {
 		case i == -1:
 			return sc.skip(3)
@@ -110,14 +112,18 @@ func decodeSpec(sc *scanner, spec *corev1.PodSpec) bool {
 			return sc.decode(&spec.InitContainers)
 		case 1:
 			return decodeContainers(sc, &spec.Containers)
+		case 2:
+			return decodeVolumes(sc, &spec.Volumes)
 		}
-		return decodeVolumes(sc, &spec.Volumes)
+		return sc.decode(&spec.OS)
 	})
 }
 
 // decodeContainers decodes the name and volumeMounts of each container. The
 // other fields are left out: Patch never reads them, and it compares
 // containers only index by index, each with its own copy (see readPod).
+// Mounts are decoded as volumes are (see decodeVolumes): name and mountPath,
+// all of the mount of the injected volume.
 func decodeContainers(sc *scanner, out *[]corev1.Container) bool {
 	if sc.null() {
 		return true
@@ -138,7 +144,7 @@ func decodeContainers(sc *scanner, out *[]corev1.Container) bool {
 			if i == 0 {
 				return sc.decodeString(&c.Name)
 			}
-			return sc.decode(&c.VolumeMounts)
+			return decodeMounts(sc, &c.VolumeMounts)
 		})
 		cs = append(cs, c)
 		return ok
@@ -182,6 +188,46 @@ func decodeVolumes(sc *scanner, out *[]corev1.Volume) bool {
 		return true
 	})
 	*out = vs
+	return ok
+}
+
+// decodeMounts decodes the name and mountPath of each volumeMount, and the
+// whole mount if it mounts the volume the webhook injects.
+func decodeMounts(sc *scanner, out *[]corev1.VolumeMount) bool {
+	if sc.null() {
+		return true
+	}
+	ms := []corev1.VolumeMount{}
+	ok := sc.elements(5, func(sc *scanner) bool {
+		start := sc.i
+		var m corev1.VolumeMount
+		var seen [2]bool
+		if !sc.members(6, func(key []byte, sc *scanner) bool {
+			i := match(key, "name", "mountPath")
+			switch {
+			case i == -1:
+				return sc.skip(7)
+			case i < -1 || seen[i]:
+				return false
+			}
+			seen[i] = true
+			if i == 0 {
+				return sc.decodeString(&m.Name)
+			}
+			return sc.decodeString(&m.MountPath)
+		}) {
+			return false
+		}
+		if m.Name == FetchVolumeName {
+			m = corev1.VolumeMount{}
+			if json.Unmarshal(sc.d[start:sc.i], &m) != nil {
+				return false
+			}
+		}
+		ms = append(ms, m)
+		return true
+	})
+	*out = ms
 	return ok
 }
 

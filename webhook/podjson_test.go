@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -51,7 +54,8 @@ func readPodSeeds(t testing.TB) [][]byte {
 		`{"metadata":{"annotations":{"depends-on.dev/fetch":"/a=http://x/","depends-on.dev/injected":"{\"version\":1,\"initContainers\":[\"fetch\"],\"volumes\":[\"depends-on-fetch\"]}"}},"spec":{"volumes":[{"name":"a","emptyDir":{}},{"name":"depends-on-fetch","emptyDir":{"sizeLimit":"32Mi"}},{"name":"a","hostPath":{"path":"/"}}],"containers":[{"name":"c","volumeMounts":[{"name":"depends-on-fetch","mountPath":"/a","subPath":"0-a"}]}],"initContainers":[{"name":"fetch"}]}}`,
 		`{"metadata":{"annotations":{"depends-on.dev/services":"a","depends-on.dev/injected":"{\"version\":1,\"initContainers\":[\"wait-for-service\"]}"}},"spec":{"volumes":[{"name":"a","emptyDir":{}},{"name":"a"}],"containers":[{"name":"c"}]}}`,
 		`{"spec":{"volumes":[null]}}`, `{"spec":{"volumes":[{"name":"depends-on-fetch","emptyDir":5}]}}`, `{"spec":{"volumes":[{"name":"x","emptyDir":5}]}}`,
-		`{"spec":{"volumes":[{"name":"a","name":"b"}]}}`, `{"spec":{"containers":[{"name":"a","Name":"b"}]}}`,
+		`{"spec":{"volumes":[{"name":"a","name":"b"}]}}`, `{"metadata":{"annotations":{"depends-on.dev/services":"a"}},"spec":{"os":{"name":"windows"}}}`,
+		`{"metadata":{"annotations":{"depends-on.dev/services":"a"}},"spec":{"os":{"name":5}}}`, `{"spec":{"containers":[{"volumeMounts":[{"name":"a","readOnly":"x"}]}]}}`, `{"spec":{"containers":[{"name":"a","Name":"b"}]}}`,
 		`{"metadata":{"annotations":{"depends-on.dev/services":"a","k\u00e9":"v","x":null}}}`, "{\"metadata\":{\"annotations\":{\"depends-on.dev/services\":\"a\xff\"}}}", "\t{\"metadata\"\n:\r{}}\n",
 	} {
 		seeds = append(seeds, []byte(s))
@@ -79,8 +83,19 @@ func injectionView(pod *corev1.Pod) *corev1.Pod {
 		v.Spec.Containers = []corev1.Container{}
 	}
 	for _, c := range pod.Spec.Containers {
-		v.Spec.Containers = append(v.Spec.Containers, corev1.Container{Name: c.Name, VolumeMounts: c.VolumeMounts})
+		var mounts []corev1.VolumeMount
+		if c.VolumeMounts != nil {
+			mounts = []corev1.VolumeMount{}
+		}
+		for _, m := range c.VolumeMounts {
+			if m.Name != FetchVolumeName {
+				m = corev1.VolumeMount{Name: m.Name, MountPath: m.MountPath}
+			}
+			mounts = append(mounts, m)
+		}
+		v.Spec.Containers = append(v.Spec.Containers, corev1.Container{Name: c.Name, VolumeMounts: mounts})
 	}
+	v.Spec.OS = pod.Spec.OS
 	return v
 }
 
@@ -104,13 +119,15 @@ func checkReadPod(t *testing.T, in *Injector, doc []byte) {
 			t.Fatalf("fast path accepted %q, json.Unmarshal: %v", doc, fullErr)
 		}
 		switch te.Field {
-		case "", "metadata", "spec", "spec.containers", "spec.volumes":
+		case "", "metadata", "spec", "spec.containers", "spec.volumes", "spec.containers.volumeMounts":
 			t.Fatalf("fast path accepted %q, json.Unmarshal: %v", doc, fullErr)
 		}
 		read := []string{"metadata.name", "metadata.generateName", "metadata.namespace", "metadata.annotations",
-			"spec.initContainers", "spec.containers.name", "spec.containers.volumeMounts", "spec.volumes.name"}
+			"spec.initContainers", "spec.os", "spec.containers.name", "spec.containers.volumeMounts.name",
+			"spec.containers.volumeMounts.mountPath", "spec.volumes.name"}
 		if bytes.Contains(doc, []byte(FetchVolumeName)) {
-			read = append(read, "spec.volumes") // that volume is read whole
+			// That volume and its mounts are read whole.
+			read = append(read, "spec.volumes", "spec.containers.volumeMounts")
 		}
 		for _, f := range read {
 			if te.Field == f || strings.HasPrefix(te.Field, f+".") {
@@ -197,4 +214,112 @@ func FuzzScanner(f *testing.F) {
 			t.Fatalf("scanner refused valid %q", doc)
 		}
 	})
+}
+
+// TestReadPodRandomPods fills every field of Pods at random (strings from a
+// pool that includes the names and values injection cares about), with
+// annotations that ask for injection, and checks that Patch answers the same
+// on the partial Pod readPod decodes as on the whole Pod. A change that makes
+// injection read a field readPod leaves out fails here.
+func TestReadPodRandomPods(t *testing.T) {
+	in := testInjector(t)
+	r := rand.New(rand.NewPCG(1, 2))
+	annotations := []map[string]string{
+		{AnnotationServices: "mydb:5432, cache"},
+		{AnnotationHTTP: "http://config:8080/healthz", AnnotationTimeout: "30s"},
+		{AnnotationFetch: "/etc/app/config.json=http://config/app.json", AnnotationServices: "db"},
+		{AnnotationServices: "db", AnnotationInjected: `{"version":1,"initContainers":["wait-for-service"]}`},
+		{AnnotationFetch: "/data/x=http://x/", AnnotationInjected: `{"version":1,"initContainers":["fetch"],"volumes":["depends-on-fetch"]}`},
+	}
+	n, fast, patched := 400, 0, 0
+	if testing.Short() {
+		n = 100
+	}
+	for i := range n {
+		var pod corev1.Pod
+		randomFill(reflect.ValueOf(&pod).Elem(), r, 0)
+		pod.Annotations = maps.Clone(annotations[i%len(annotations)])
+		if r.IntN(2) == 0 {
+			pod.Annotations["team"] = "a"
+		}
+		doc, err := json.Marshal(&pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var whole corev1.Pod
+		if err := json.Unmarshal(doc, &whole); err != nil {
+			t.Fatal(err)
+		}
+		partial, ok := readPodFast(doc)
+		if !ok {
+			continue
+		}
+		fast++
+		wantOps, wantErr := in.Patch(&whole, "default")
+		gotOps, gotErr := in.Patch(partial, "default")
+		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+			t.Fatalf("Pod %d: Patch error on the partial Pod %v, on the whole Pod %v\n%s", i, gotErr, wantErr, doc)
+		}
+		if len(wantOps) > 0 {
+			patched++
+		}
+		a, _ := json.Marshal(gotOps)
+		b, _ := json.Marshal(wantOps)
+		if !bytes.Equal(a, b) {
+			t.Fatalf("Pod %d: Patch differs\npartial Pod: %s\nwhole Pod:   %s\n%s", i, a, b, doc)
+		}
+	}
+	if fast < n*9/10 || patched < n/10 {
+		t.Errorf("of %d random Pods, %d took the fast path and %d were patched", n, fast, patched)
+	}
+	t.Logf("of %d random Pods, %d took the fast path and %d were patched", n, fast, patched)
+}
+
+var marshalerType = reflect.TypeFor[json.Marshaler]()
+
+// randomFill sets the exported fields of v at random, down to a few levels.
+// Types with their own JSON encoding (Quantity, Time, IntOrString) stay zero.
+func randomFill(v reflect.Value, r *rand.Rand, depth int) {
+	pool := []string{"", "a", "b", "linux", "windows", WaitContainerName, FetchContainerName, FetchVolumeName,
+		"/data", "/etc/app", "/etc/app/config.json", FetchDir, "Always"}
+	if reflect.PointerTo(v.Type()).Implements(marshalerType) {
+		return
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(pool[r.IntN(len(pool))])
+	case reflect.Bool:
+		v.SetBool(r.IntN(2) == 0)
+	case reflect.Int, reflect.Int32, reflect.Int64:
+		v.SetInt(int64(r.IntN(3)))
+	case reflect.Pointer:
+		if depth < 6 && r.IntN(3) > 0 {
+			v.Set(reflect.New(v.Type().Elem()))
+			randomFill(v.Elem(), r, depth+1)
+		}
+	case reflect.Slice:
+		if depth < 6 && v.Type().Elem().Kind() != reflect.Uint8 {
+			n := r.IntN(3)
+			v.Set(reflect.MakeSlice(v.Type(), n, n))
+			for i := range n {
+				randomFill(v.Index(i), r, depth+1)
+			}
+		}
+	case reflect.Map:
+		if depth < 6 && v.Type().Key().Kind() == reflect.String {
+			v.Set(reflect.MakeMap(v.Type()))
+			for range r.IntN(3) {
+				k, e := reflect.New(v.Type().Key()).Elem(), reflect.New(v.Type().Elem()).Elem()
+				randomFill(k, r, depth+1)
+				randomFill(e, r, depth+1)
+				v.SetMapIndex(k, e)
+			}
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				randomFill(v.Field(i), r, depth+1)
+			}
+		}
+	}
 }
