@@ -4,7 +4,8 @@
 #
 #   KIND                   kind v0.30.0: `kind` in PATH if it is that version, else
 #                          ./bin/kind (go install sigs.k8s.io/kind@v0.30.0 on first use)
-#   KUBECTL                `kubectl` in PATH, else $KUBEBUILDER_ASSETS/kubectl
+#   KUBECTL                $KUBEBUILDER_ASSETS/kubectl if there (the envtest assets' version,
+#                          e.g. the offline kit's), else `kubectl` in PATH
 #   KIND_NODE_IMAGE        kindest/node:v1.34.0 (kind v0.30.0's default; its built-in
 #                          default is pinned by digest, so it is always passed explicitly)
 #   CERT_MANAGER_MANIFEST  the static install manifest of cert-manager $CERT_MANAGER_VERSION
@@ -52,10 +53,10 @@ if [ -z "${KIND:-}" ]; then
 fi
 
 if [ -z "${KUBECTL:-}" ]; then
-	if command -v kubectl >/dev/null 2>&1; then
-		KUBECTL=kubectl
-	elif [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kubectl" ]; then
+	if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kubectl" ]; then
 		KUBECTL="$KUBEBUILDER_ASSETS/kubectl"
+	elif command -v kubectl >/dev/null 2>&1; then
+		KUBECTL=kubectl
 	else
 		echo "kind-env: kubectl not found (set KUBECTL, or KUBEBUILDER_ASSETS to a directory holding it)" >&2
 		return 1 2>/dev/null || exit 1

@@ -188,14 +188,13 @@ func newEnv(start time.Time) (*env, error) {
 		waitImg:    getenv("E2E_WAIT_IMG", defaultWaitImage),
 		cmManifest: getenv("CERT_MANAGER_MANIFEST", defaultCertManager),
 	}
+	// As test/kind-env.sh: kubectl of the envtest assets (setup-envtest, the
+	// offline kit), else the one in PATH.
 	x.kubectl = os.Getenv("KUBECTL")
 	if x.kubectl == "" {
 		x.kubectl = "kubectl"
-		// kubectl ships with the envtest assets (setup-envtest, the offline kit).
 		if k := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"); os.Getenv("KUBEBUILDER_ASSETS") != "" && isExecutable(k) {
-			if _, err := lookPath("kubectl"); err != nil {
-				x.kubectl = k
-			}
+			x.kubectl = k
 		}
 	}
 	for _, tool := range []string{x.kind, x.kubectl, x.docker} {
