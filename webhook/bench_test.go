@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	goruntime "runtime"
 	"slices"
 	"sort"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +21,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
@@ -151,6 +155,16 @@ var floorHandler = admission.HandlerFunc(func(context.Context, admission.Request
 	return admission.Allowed("")
 })
 
+var serverLogger sync.Once
+
+// useServerLogger logs as cmd/webhook does by default (zap, JSON, info level),
+// into io.Discard. Without a logger, controller-runtime's delegating logger
+// keeps every per-request logger it hands out until one is set: the heap
+// grows all along the benchmark, and so does the GC's work.
+func useServerLogger() {
+	serverLogger.Do(func() { logf.SetLogger(zap.New(zap.WriteTo(io.Discard))) })
+}
+
 // serveOnce posts body to wh through admission.Webhook.ServeHTTP, as the
 // server does after TLS.
 func serveOnce(b testing.TB, wh *admission.Webhook, body []byte) *httptest.ResponseRecorder {
@@ -177,6 +191,7 @@ func checkResponse(b testing.TB, rec *httptest.ResponseRecorder, wantPatch bool)
 }
 
 func serveBench(b *testing.B, h admission.Handler, body []byte, wantPatch bool) {
+	useServerLogger()
 	wh := &admission.Webhook{Handler: h}
 	checkResponse(b, serveOnce(b, wh, body), wantPatch)
 	b.ReportAllocs()
@@ -240,6 +255,7 @@ func BenchmarkHandlerVsFloor(b *testing.B) {
 		pairs    = 30
 		perChunk = 60 * time.Millisecond
 	)
+	useServerLogger()
 	h := NewHandler(testInjector(b), HandlerOptions{})
 	for _, c := range []struct {
 		name      string
