@@ -128,9 +128,13 @@ func decodeContainers(sc *scanner, out *[]corev1.Container) bool {
 	if sc.null() {
 		return true
 	}
-	cs := []corev1.Container{}
+	type slim struct {
+		name   string
+		mounts []corev1.VolumeMount
+	}
+	var found []slim
 	ok := sc.elements(3, func(sc *scanner) bool {
-		var c corev1.Container
+		var c slim
 		var seen [2]bool
 		ok := sc.members(4, func(key []byte, sc *scanner) bool {
 			i := match(key, "name", "volumeMounts")
@@ -142,13 +146,18 @@ func decodeContainers(sc *scanner, out *[]corev1.Container) bool {
 			}
 			seen[i] = true
 			if i == 0 {
-				return sc.decodeString(&c.Name)
+				return sc.decodeString(&c.name)
 			}
-			return decodeMounts(sc, &c.VolumeMounts)
+			return decodeMounts(sc, &c.mounts)
 		})
-		cs = append(cs, c)
+		found = append(found, c)
 		return ok
 	})
+	// One allocation of the (large) containers.
+	cs := make([]corev1.Container, len(found))
+	for i, c := range found {
+		cs[i].Name, cs[i].VolumeMounts = c.name, c.mounts
+	}
 	*out = cs
 	return ok
 }
@@ -161,10 +170,11 @@ func decodeVolumes(sc *scanner, out *[]corev1.Volume) bool {
 	if sc.null() {
 		return true
 	}
-	vs := []corev1.Volume{}
+	var names []string
+	var ours map[int]corev1.Volume
 	ok := sc.elements(3, func(sc *scanner) bool {
 		start := sc.i
-		var v corev1.Volume
+		var name string
 		var seen bool
 		if !sc.members(4, func(key []byte, sc *scanner) bool {
 			switch i := match(key, "name"); {
@@ -174,19 +184,31 @@ func decodeVolumes(sc *scanner, out *[]corev1.Volume) bool {
 				return false
 			}
 			seen = true
-			return sc.decodeString(&v.Name)
+			return sc.decodeString(&name)
 		}) {
 			return false
 		}
-		if v.Name == FetchVolumeName {
-			v = corev1.Volume{}
+		if name == FetchVolumeName {
+			var v corev1.Volume
 			if json.Unmarshal(sc.d[start:sc.i], &v) != nil {
 				return false
 			}
+			if ours == nil {
+				ours = map[int]corev1.Volume{}
+			}
+			ours[len(names)] = v
 		}
-		vs = append(vs, v)
+		names = append(names, name)
 		return true
 	})
+	vs := make([]corev1.Volume, len(names))
+	for i, name := range names {
+		if v, ok := ours[i]; ok {
+			vs[i] = v
+		} else {
+			vs[i].Name = name
+		}
+	}
 	*out = vs
 	return ok
 }
@@ -197,7 +219,7 @@ func decodeMounts(sc *scanner, out *[]corev1.VolumeMount) bool {
 	if sc.null() {
 		return true
 	}
-	ms := []corev1.VolumeMount{}
+	ms := make([]corev1.VolumeMount, 0, 4)
 	ok := sc.elements(5, func(sc *scanner) bool {
 		start := sc.i
 		var m corev1.VolumeMount
@@ -303,14 +325,21 @@ func (s *scanner) decodeStringMap(m *map[string]string) bool {
 // a backslash), or it names a field only by case folding, as encoding/json
 // would accept.
 func match(key []byte, fields ...string) int {
-	if bytes.IndexByte(key, '\\') >= 0 {
-		return -2
+	ascii := true
+	for _, c := range key {
+		if c == '\\' {
+			return -2
+		}
+		if c >= utf8.RuneSelf {
+			ascii = false
+		}
 	}
 	for i, f := range fields {
 		if string(key) == f {
 			return i
 		}
-		if strings.EqualFold(string(key), f) {
+		// Folding can change the length only outside ASCII (K, ſ).
+		if (!ascii || len(key) == len(f)) && strings.EqualFold(string(key), f) {
 			return -2
 		}
 	}
@@ -326,8 +355,8 @@ type scanner struct {
 }
 
 // maxDepth is well below encoding/json's limit (10000): deeper documents take
-// the full decode, which decides.
-const maxDepth = 1000
+// the full decode, which decides. (An API server Pod nests about 12 deep.)
+const maxDepth = 100
 
 // strPlain marks the bytes that can appear in a string without ending it or
 // starting an escape.
@@ -338,16 +367,7 @@ var strPlain = func() (t [256]bool) {
 	return t
 }()
 
-func (s *scanner) ws() {
-	for s.i < len(s.d) {
-		switch s.d[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
+func (s *scanner) ws() { s.i = skipWS(s.d, s.i) }
 
 // members walks the object at s.i. For each member, f is called with the raw
 // key (without quotes) and the scanner at the start of the value, which f must
@@ -367,10 +387,11 @@ func (s *scanner) members(depth int, f func(key []byte, s *scanner) bool) bool {
 		if s.i >= len(s.d) || s.d[s.i] != '"' {
 			return false
 		}
-		start := s.i
-		if !s.str() {
+		start, end := s.i, plainString(s.d, s.i)
+		if end < 0 {
 			return false
 		}
+		s.i = end
 		key := s.d[start+1 : s.i-1]
 		s.ws()
 		if s.i >= len(s.d) || s.d[s.i] != ':' {
@@ -429,28 +450,124 @@ func (s *scanner) elements(depth int, f func(s *scanner) bool) bool {
 	}
 }
 
-// skip validates and skips the value at s.i, nested at depth.
+// skip validates and skips the value at s.i, nested at depth. It is one loop
+// with its own stack (most of a Pod's bytes go through here).
 func (s *scanner) skip(depth int) bool {
-	if s.i >= len(s.d) {
+	var stack [maxDepth]bool // per open value: true for an object, false for an array
+	n := 0                   // open values
+	d, i := s.d, s.i
+value:
+	i = skipWS(d, i)
+	if i >= len(d) {
 		return false
 	}
-	switch c := s.d[s.i]; {
+	switch c := d[i]; {
 	case c == '"':
-		return s.str()
-	case c == '{':
-		return s.members(depth, func(_ []byte, s *scanner) bool { return s.skip(depth + 1) })
-	case c == '[':
-		return s.elements(depth, func(s *scanner) bool { return s.skip(depth + 1) })
+		if i = plainString(d, i); i < 0 {
+			return false
+		}
+	case c == '{' || c == '[':
+		if depth+n >= maxDepth {
+			return false
+		}
+		stack[n], n = c == '{', n+1
+		i = skipWS(d, i+1)
+		if i < len(d) && (d[i] == '}' && c == '{' || d[i] == ']' && c == '[') {
+			i++
+			n--
+			break
+		}
+		if c == '[' {
+			goto value
+		}
+		goto key
 	case c == 't':
-		return s.lit("true")
+		s.i = i
+		if !s.lit("true") {
+			return false
+		}
+		i = s.i
 	case c == 'f':
-		return s.lit("false")
+		s.i = i
+		if !s.lit("false") {
+			return false
+		}
+		i = s.i
 	case c == 'n':
-		return s.lit("null")
+		s.i = i
+		if !s.lit("null") {
+			return false
+		}
+		i = s.i
 	case c == '-' || '0' <= c && c <= '9':
-		return s.num()
+		s.i = i
+		if !s.num() {
+			return false
+		}
+		i = s.i
+	default:
+		return false
 	}
-	return false
+	// After a value: close what ends here, or go on to the next member/element.
+	for n > 0 {
+		i = skipWS(d, i)
+		if i >= len(d) {
+			return false
+		}
+		switch c := d[i]; {
+		case c == ',':
+			i++
+			if stack[n-1] {
+				goto key
+			}
+			goto value
+		case c == '}' && stack[n-1], c == ']' && !stack[n-1]:
+			i++
+			n--
+		default:
+			return false
+		}
+	}
+	s.i = i
+	return true
+key:
+	i = skipWS(d, i)
+	if i >= len(d) || d[i] != '"' {
+		return false
+	}
+	if i = plainString(d, i); i < 0 {
+		return false
+	}
+	i = skipWS(d, i)
+	if i >= len(d) || d[i] != ':' {
+		return false
+	}
+	i++
+	goto value
+}
+
+func skipWS(d []byte, i int) int {
+	for i < len(d) && d[i] <= ' ' && (d[i] == ' ' || d[i] == '\t' || d[i] == '\n' || d[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainString returns the end of the string at d[i] ('"'), or -1 if it is not
+// a valid string; strings with escapes take the slower str.
+func plainString(d []byte, i int) int {
+	j := i + 1
+	for j < len(d) && strPlain[d[j]] {
+		j++
+	}
+	if j < len(d) && d[j] == '"' {
+		return j + 1
+	}
+	s := scanner{d: d, i: i}
+	if !s.str() {
+		return -1
+	}
+	return s.i
 }
 
 func (s *scanner) lit(want string) bool {
