@@ -16,6 +16,8 @@ import (
 // Injector builds injected containers and patches from a Config.
 type Injector struct {
 	cfg Config
+	// templates encode the injected containers, by name (see containerJSON).
+	templates map[string]containerTemplate
 }
 
 // NewInjector validates cfg and returns an Injector for it.
@@ -24,7 +26,11 @@ func NewInjector(cfg Config) (*Injector, error) {
 		return nil, fmt.Errorf("invalid injector config: %w", err)
 	}
 	cfg.ClusterDomain = strings.TrimSuffix(cfg.ClusterDomain, ".")
-	return &Injector{cfg: cfg}, nil
+	in := &Injector{cfg: cfg}
+	if err := in.buildTemplates(); err != nil {
+		return nil, err
+	}
+	return in, nil
 }
 
 // Config returns the injector's configuration.
@@ -225,9 +231,7 @@ func (in *Injector) apply(pod *corev1.Pod, spec *Spec) {
 		for i, f := range spec.Fetches {
 			args = append(args, "fetch:"+FetchDir+"/"+fetchFileName(i, f.Path)+"="+f.URL)
 		}
-		c := in.container(FetchContainerName, args)
-		c.VolumeMounts = []corev1.VolumeMount{{Name: FetchVolumeName, MountPath: FetchDir}}
-		injected = append(injected, c)
+		injected = append(injected, in.fetchContainer(args))
 		st.InitContainers = append(st.InitContainers, FetchContainerName)
 		st.Volumes = []string{FetchVolumeName}
 
@@ -281,6 +285,13 @@ func fetchFileName(i int, p string) string {
 		base = "file"
 	}
 	return strconv.Itoa(i) + "-" + base
+}
+
+// fetchContainer is the injected fetch container: it writes into the shared volume.
+func (in *Injector) fetchContainer(args []string) corev1.Container {
+	c := in.container(FetchContainerName, args)
+	c.VolumeMounts = []corev1.VolumeMount{{Name: FetchVolumeName, MountPath: FetchDir}}
+	return c
 }
 
 func (in *Injector) container(name string, args []string) corev1.Container {

@@ -30,7 +30,11 @@ func (in *Injector) Patch(pod *corev1.Pod, namespace string) ([]jsonpatch.Operat
 	if r.prev != nil {
 		ops = removeOps(pod, r.prev)
 	}
-	return append(ops, addOps(r.base, r.desired, r.prev != nil)...), nil
+	add, err := in.addOps(r.base, r.desired, r.prev != nil)
+	if err != nil {
+		return nil, err
+	}
+	return append(ops, add...), nil
 }
 
 // removeOps removes what prev records, from the back of each list so indexes stay valid.
@@ -68,15 +72,24 @@ func removeOps(pod *corev1.Pod, prev *Status) []jsonpatch.Operation {
 var injectedAnnotationPath = "/metadata/annotations/" + escapePointer(AnnotationInjected)
 
 // addOps turns base into desired, knowing desired only adds to base: init
-// containers in front, volumes and mounts at the end, and the record annotation.
-func addOps(base, desired *corev1.Pod, hadRecord bool) []jsonpatch.Operation {
+// containers in front (the ones apply built, as JSON), volumes and mounts at
+// the end, and the record annotation.
+func (in *Injector) addOps(base, desired *corev1.Pod, hadRecord bool) ([]jsonpatch.Operation, error) {
 	var ops []jsonpatch.Operation
 	if n := len(desired.Spec.InitContainers) - len(base.Spec.InitContainers); n > 0 {
 		if len(base.Spec.InitContainers) == 0 {
-			ops = append(ops, add("/spec/initContainers", desired.Spec.InitContainers))
+			v, err := in.containersJSON(desired.Spec.InitContainers)
+			if err != nil {
+				return nil, err
+			}
+			ops = append(ops, add("/spec/initContainers", v))
 		} else {
 			for i := 0; i < n; i++ {
-				ops = append(ops, add("/spec/initContainers/"+strconv.Itoa(i), desired.Spec.InitContainers[i]))
+				v, err := in.containerJSON(&desired.Spec.InitContainers[i])
+				if err != nil {
+					return nil, err
+				}
+				ops = append(ops, add("/spec/initContainers/"+strconv.Itoa(i), v))
 			}
 		}
 	}
@@ -92,7 +105,7 @@ func addOps(base, desired *corev1.Pod, hadRecord bool) []jsonpatch.Operation {
 	} else if hadRecord {
 		ops = append(ops, remove(key))
 	}
-	return ops
+	return ops, nil
 }
 
 // appendOps adds the tail of desired that base lacks: the whole list when base
