@@ -136,6 +136,7 @@ func testMyAppPorts(t *testing.T) {
 	t.Logf("3 s after the Services exist, without backends, still in Init:\n%s", kubectl(t, ctx, "-n", ns, "get", "pod", "myapp-pod"))
 
 	// Then a backend Pod behind each; ready = the instant the later one is seen Ready.
+	backends := watchReady(t, ctx, ns, "e2e.depends-on.dev/role=backend")
 	for _, b := range []struct {
 		name string
 		port int32
@@ -144,7 +145,7 @@ func testMyAppPorts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ready := watchReady(t, ctx, ns, "e2e.depends-on.dev/role=backend", 2, 2*time.Minute)
+	ready := backends.wait(t, ctx, 2, 2*time.Minute)
 	p = waitPod(t, ctx, ns, "myapp-pod", 2*time.Minute, "myapp-container runs", containerRunning("myapp-container"))
 	startDelay(t, ctx, "myapp-pod (ports, backends)", p, "myapp-container", ready)
 	t.Logf("kubectl logs -c wait-for-service:\n%s", logs(t, ctx, ns, "myapp-pod", webhook.WaitContainerName, false))
@@ -186,8 +187,9 @@ func testInitDemo(t *testing.T) {
 	t.Logf("kubectl logs init-demo -c wait-for-service (no info-page yet):\n%s", out)
 	inInit(t, getPod(t, ctx, ns, "init-demo"), webhook.WaitContainerName)
 
+	infoPage := watchReady(t, ctx, ns, "app.kubernetes.io/name=info-page")
 	kubectl(t, ctx, "-n", ns, "apply", "-f", "examples/info-page.yaml")
-	ready := watchReady(t, ctx, ns, "app.kubernetes.io/name=info-page", 1, 2*time.Minute)
+	ready := infoPage.wait(t, ctx, 1, 2*time.Minute)
 	p = waitPod(t, ctx, ns, "init-demo", 2*time.Minute, "nginx runs", containerRunning("nginx"))
 	startDelay(t, ctx, "init-demo (fetch)", p, "nginx", ready)
 

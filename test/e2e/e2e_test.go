@@ -330,11 +330,19 @@ func (x *env) ensureCluster(ctx context.Context) error {
 // which would make a Service without backends look ready. Single-node
 // clusters only (kind's default); otherwise it does nothing.
 func (x *env) blockEgress(ctx context.Context) error {
-	nodes, err := x.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
+	var nodes *corev1.NodeList
+	// A new node gets its podCIDR from the controller manager a moment after it registers.
+	if err := retry(ctx, 2*time.Minute, time.Second, func() error {
+		var err error
+		nodes, err = x.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err == nil && len(nodes.Items) == 1 && nodes.Items[0].Spec.PodCIDR == "" {
+			err = errors.New("node has no podCIDR yet")
+		}
+		return err
+	}); err != nil {
 		return err
 	}
-	if len(nodes.Items) != 1 || nodes.Items[0].Spec.PodCIDR == "" {
+	if len(nodes.Items) != 1 {
 		x.logf("not blocking Pod egress: %d nodes", len(nodes.Items))
 		return nil
 	}

@@ -310,56 +310,84 @@ func waitPod(t *testing.T, ctx context.Context, ns, name string, timeout time.Du
 	}
 }
 
-// watchReady watches the Pods matching selector and returns when all n of
-// them are Ready, with the local time the last one was seen Ready.
-func watchReady(t *testing.T, ctx context.Context, ns, selector string, n int, timeout time.Duration) time.Time {
+// readyWatch records when Pods matching a selector are first seen Ready,
+// through a watch started before they are created (watchReady).
+type readyWatch struct {
+	ns, selector string
+	mu           sync.Mutex
+	readyAt      map[string]time.Time
+	err          error
+	changed      chan struct{}
+}
+
+// watchReady starts watching the Pods matching selector in ns. Start it
+// before creating them, so that no Ready transition is missed or seen late.
+func watchReady(t *testing.T, ctx context.Context, ns, selector string) *readyWatch {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	list, err := e.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ready := map[string]bool{}
+	r := &readyWatch{ns: ns, selector: selector, readyAt: map[string]time.Time{}, changed: make(chan struct{}, 1)}
 	for i := range list.Items {
-		ready[list.Items[i].Name] = isReady(&list.Items[i])
-	}
-	count := func() int {
-		c := 0
-		for _, r := range ready {
-			if r {
-				c++
-			}
+		if isReady(&list.Items[i]) {
+			r.readyAt[list.Items[i].Name] = time.Now()
 		}
-		return c
-	}
-	if count() >= n {
-		return time.Now()
 	}
 	w, err := e.cs.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: selector, ResourceVersion: list.ResourceVersion})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s: %d of %d Pods %q Ready after %s", ns, count(), n, selector, timeout)
-		case ev, ok := <-w.ResultChan():
-			if !ok {
-				t.Fatalf("%s: watch of %q ended", ns, selector)
-			}
+	t.Cleanup(w.Stop)
+	go func() {
+		for ev := range w.ResultChan() {
+			now := time.Now()
+			r.mu.Lock()
 			if ev.Type == watch.Error {
-				t.Fatalf("%s: watch error: %v", ns, apierrors.FromObject(ev.Object))
+				r.err = apierrors.FromObject(ev.Object)
+			} else if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type != watch.Deleted && isReady(p) {
+				if _, seen := r.readyAt[p.Name]; !seen {
+					r.readyAt[p.Name] = now
+				}
 			}
-			p, ok := ev.Object.(*corev1.Pod)
-			if !ok {
-				continue
+			r.mu.Unlock()
+			select {
+			case r.changed <- struct{}{}:
+			default:
 			}
-			ready[p.Name] = ev.Type != watch.Deleted && isReady(p)
-			if count() >= n {
-				return time.Now()
+		}
+	}()
+	return r
+}
+
+// wait returns when n Pods have been Ready, with the instant the last of
+// them was first seen Ready.
+func (r *readyWatch) wait(t *testing.T, ctx context.Context, n int, timeout time.Duration) time.Time {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		r.mu.Lock()
+		var last time.Time
+		for _, at := range r.readyAt {
+			if at.After(last) {
+				last = at
 			}
+		}
+		count, err := len(r.readyAt), r.err
+		r.mu.Unlock()
+		if err != nil {
+			t.Fatalf("%s: watch of %q: %v", r.ns, r.selector, err)
+		}
+		if count >= n {
+			return last
+		}
+		select {
+		case <-r.changed:
+		case <-timer.C:
+			t.Fatalf("%s: %d of %d Pods %q Ready after %s", r.ns, count, n, r.selector, timeout)
+		case <-ctx.Done():
+			t.Fatalf("%s: %v while waiting for Pods %q", r.ns, ctx.Err(), r.selector)
 		}
 	}
 }
