@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"unicode/utf8"
 
+	jsonpatch "gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -75,4 +77,58 @@ func (in *Injector) containersJSON(cs []corev1.Container) (json.RawMessage, erro
 		out = append(out, c...)
 	}
 	return append(out, ']'), nil
+}
+
+// encodePatch encodes ops as json.Marshal(ops) does (TestEncodePatch), without
+// gomodules.xyz/jsonpatch's MarshalJSON, which encodes each operation through
+// a second json.Marshal and so validates and compacts every value twice more.
+// json.RawMessage values are appended as they are: they come from
+// containerJSON, i.e. from json.Marshal.
+func encodePatch(ops []jsonpatch.Operation) ([]byte, error) {
+	size := 2
+	for _, op := range ops {
+		size += 40 + len(op.Path)
+		if raw, ok := op.Value.(json.RawMessage); ok {
+			size += len(raw)
+		}
+	}
+	buf := make([]byte, 0, size)
+	buf = append(buf, '[')
+	for i, op := range ops {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, `{"op":`...)
+		buf = appendJSONString(buf, op.Operation)
+		buf = append(buf, `,"path":`...)
+		buf = appendJSONString(buf, op.Path)
+		// Like jsonpatch: add and replace always have a value, even null.
+		if op.Value != nil || op.Operation == "add" || op.Operation == "replace" {
+			buf = append(buf, `,"value":`...)
+			if raw, ok := op.Value.(json.RawMessage); ok {
+				buf = append(buf, raw...)
+			} else {
+				v, err := json.Marshal(op.Value)
+				if err != nil {
+					return nil, err
+				}
+				buf = append(buf, v...)
+			}
+		}
+		buf = append(buf, '}')
+	}
+	return append(buf, ']'), nil
+}
+
+// appendJSONString appends s as a JSON string, as encoding/json writes it.
+func appendJSONString(buf []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			v, _ := json.Marshal(s) // a string always encodes
+			return append(buf, v...)
+		}
+	}
+	buf = append(buf, '"')
+	buf = append(buf, s...)
+	return append(buf, '"')
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	jsonpatch "gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -43,6 +44,42 @@ func TestContainerJSON(t *testing.T) {
 		want, _ := json.Marshal(cs)
 		if got, err := in.containersJSON(cs); err != nil || !bytes.Equal(got, want) {
 			t.Errorf("list:\n got %s, %v\nwant %s", got, err, want)
+		}
+	}
+}
+
+// TestEncodePatch: encodePatch gives json.Marshal's bytes for the patches of
+// every golden Pod, the benchmark Pod and odd operations.
+func TestEncodePatch(t *testing.T) {
+	in := testInjector(t)
+	var cases [][]jsonpatch.Operation
+	for _, doc := range readPodSeeds(t) {
+		pod, err := readPod(doc)
+		if err != nil {
+			continue
+		}
+		if ops, err := in.Patch(pod, "default"); err == nil && len(ops) > 0 {
+			cases = append(cases, ops)
+		}
+	}
+	if len(cases) < 5 {
+		t.Fatalf("only %d patches", len(cases))
+	}
+	cases = append(cases, []jsonpatch.Operation{
+		{Operation: "add", Path: "/a"},
+		{Operation: "replace", Path: "/a~1b/<&>", Value: nil},
+		{Operation: "remove", Path: "/metadata/annotations/é\"x\""},
+		{Operation: "add", Path: "/b", Value: map[string]any{"x": []int{1}, "y": "\u2028<"}},
+		{Operation: "add", Path: "/c", Value: json.RawMessage(`{"a":1}`)},
+	})
+	for _, ops := range cases {
+		want, err := json.Marshal(ops)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := encodePatch(ops)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("encodePatch:\n got %s, %v\nwant %s", got, err, want)
 		}
 	}
 }

@@ -91,8 +91,20 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	if len(ops) == 0 {
 		return admission.Allowed("already injected"), DecisionAllowed
 	}
-	log.V(1).Info("injected", "pod", podRef(pod), "operations", len(ops))
-	return admission.Patched("", ops...), DecisionPatched
+	if log := log.V(1); log.Enabled() {
+		log.Info("injected", "pod", podRef(pod), "operations", len(ops))
+	}
+	// Encoded here rather than by admission.Patched's Response.Complete: the
+	// values are JSON already (see encodePatch).
+	patch, err := encodePatch(ops)
+	if err != nil {
+		log.Error(err, "encoding the patch failed", "pod", podRef(pod))
+		return admission.Errored(http.StatusInternalServerError, err), DecisionErrored
+	}
+	resp := admission.Allowed("")
+	pt := admissionv1.PatchTypeJSONPatch
+	resp.Patch, resp.PatchType = patch, &pt
+	return resp, DecisionPatched
 }
 
 // denied answers 422 Invalid, the code the API server uses for invalid objects,

@@ -3,6 +3,7 @@ package webhook
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -75,7 +76,7 @@ func (in *Injector) Inject(pod *corev1.Pod, namespace string) (*corev1.Pod, erro
 	if err != nil {
 		return nil, err
 	}
-	return r.desired, nil
+	return r.desired.DeepCopy(), nil // r.desired shares what apply does not change with pod
 }
 
 func (in *Injector) compute(pod *corev1.Pod, namespace string) (*result, error) {
@@ -89,19 +90,34 @@ func (in *Injector) compute(pod *corev1.Pod, namespace string) (*result, error) 
 	if len(errs) > 0 {
 		return nil, &InvalidError{Errs: errs}
 	}
-	desired := base.DeepCopy()
+	desired := copyForApply(base)
 	in.apply(desired, spec)
 	return &result{base: base, desired: desired, prev: prev}, nil
+}
+
+// copyForApply copies of pod what apply changes, and shares the rest: the
+// annotations, the lists apply appends to (clipped, so that an append
+// allocates), and the containers, whose volumeMounts it appends to.
+func copyForApply(pod *corev1.Pod) *corev1.Pod {
+	out := *pod
+	out.Annotations = maps.Clone(pod.Annotations)
+	out.Spec.InitContainers = slices.Clip(pod.Spec.InitContainers)
+	out.Spec.Volumes = slices.Clip(pod.Spec.Volumes)
+	out.Spec.Containers = slices.Clone(pod.Spec.Containers)
+	for i := range out.Spec.Containers {
+		out.Spec.Containers[i].VolumeMounts = slices.Clip(out.Spec.Containers[i].VolumeMounts)
+	}
+	return &out
 }
 
 // strip returns a copy of pod without what AnnotationInjected says a previous call
 // injected, and that record.
 func strip(pod *corev1.Pod) (*corev1.Pod, *Status, field.ErrorList) {
-	out := pod.DeepCopy()
-	raw, ok := out.Annotations[AnnotationInjected]
+	raw, ok := pod.Annotations[AnnotationInjected]
 	if !ok {
-		return out, nil, nil
+		return pod, nil, nil // nothing to strip: no copy (the caller copies before it changes anything)
 	}
+	out := pod.DeepCopy()
 	var st Status
 	// Only ever strip names we inject: a hand-edited record must not remove the user's containers.
 	if err := json.Unmarshal([]byte(raw), &st); err != nil || st.Version != 1 ||

@@ -23,7 +23,13 @@ func (in *Injector) Patch(pod *corev1.Pod, namespace string) ([]jsonpatch.Operat
 	if err != nil {
 		return nil, err
 	}
-	if apiequality.Semantic.DeepEqual(r.desired, pod) {
+	if r.prev == nil {
+		// pod has no record, and apply adds one whenever it injects anything:
+		// desired equals pod exactly when it has none either.
+		if _, ok := r.desired.Annotations[AnnotationInjected]; !ok {
+			return nil, nil
+		}
+	} else if apiequality.Semantic.DeepEqual(r.desired, pod) {
 		return nil, nil
 	}
 	var ops []jsonpatch.Operation
