@@ -474,6 +474,41 @@ func testAvailability(t *testing.T) {
 	// Watch the rollout: done when the Deployment is complete and every old
 	// Pod is gone (they drain for 10 s after SIGTERM).
 	monitorDone := make(chan struct{})
+	// Requests the old replicas answered after their SIGTERM (scraped from the
+	// first sight of their deletionTimestamp until they are gone): the drain
+	// at work. A lower bound.
+	var (
+		drainWG     sync.WaitGroup
+		drainMu     sync.Mutex
+		drainServed float64
+	)
+	for _, p := range oldPods {
+		drainWG.Add(1)
+		go func(name string) {
+			defer drainWG.Done()
+			atTerm, last := -1.0, 0.0
+			for ctx.Err() == nil {
+				pod, err := e.cs.CoreV1().Pods(deploy.Namespace).Get(ctx, name, metav1.GetOptions{})
+				if apierrors.IsNotFound(err) {
+					break
+				}
+				if err == nil {
+					if m, err := metrics(ctx, name); err == nil {
+						last = sumMetric(m, "controller_runtime_webhook_requests_total", `webhook="/mutate"`)
+						if pod.DeletionTimestamp != nil && atTerm < 0 {
+							atTerm = last
+						}
+					}
+				}
+				time.Sleep(250 * time.Millisecond)
+			}
+			if atTerm >= 0 {
+				drainMu.Lock()
+				drainServed += last - atTerm
+				drainMu.Unlock()
+			}
+		}(p.Name)
+	}
 	startRollout := func() {
 		rolloutStart = time.Now()
 		kubectl(t, ctx, "-n", deploy.Namespace, "rollout", "restart", "deployment/"+deploy.Name)
@@ -514,6 +549,7 @@ func testAvailability(t *testing.T) {
 	if !rolloutDone.Load() {
 		t.Fatalf("the rollout restart did not complete while %d Pods were created", created.Load()+failed.Load())
 	}
+	drainWG.Wait()
 
 	// The new replicas serve: their request counters moved.
 	var servedByNew float64
@@ -531,13 +567,13 @@ func testAvailability(t *testing.T) {
 
 	a := &availability{
 		created: int(created.Load()), failed: int(failed.Load()),
-		window: last.Sub(first), rollout: rolloutTook, servedByNew: servedByNew,
+		window: last.Sub(first), rollout: rolloutTook, servedByNew: servedByNew, servedDraining: drainServed,
 	}
 	results.Lock()
 	results.avail = a
 	results.Unlock()
-	t.Logf("rolling restart: %d annotated Pods created over %s, %d failed; rollout restart -> old Pods gone in %s; new replicas served %.0f requests",
-		a.created, a.window.Round(100*time.Millisecond), a.failed, a.rollout.Round(100*time.Millisecond), servedByNew)
+	t.Logf("rolling restart: %d annotated Pods created over %s, %d failed; rollout restart -> old Pods gone in %s; old replicas answered >= %.0f requests while draining, new replicas %.0f",
+		a.created, a.window.Round(100*time.Millisecond), a.failed, a.rollout.Round(100*time.Millisecond), drainServed, servedByNew)
 	if a.failed > 0 {
 		n := min(len(errs), 10)
 		t.Fatalf("%d Pod creations failed during the rolling restart; first %d:\n%s", a.failed, n, strings.Join(errs[:n], "\n"))

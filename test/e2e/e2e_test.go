@@ -113,6 +113,7 @@ type availability struct {
 	window          time.Duration // first to last creation
 	rollout         time.Duration // rollout restart to the last old webhook Pod gone
 	servedByNew     float64       // admission requests the new webhook Pods served
+	servedDraining  float64       // ... and the old ones after their SIGTERM (lower bound)
 }
 
 type phase struct {
@@ -664,8 +665,8 @@ func (x *env) printSummary(code int) {
 		fmt.Fprintf(&b, "  (startedAt has 1 s resolution, so it can read up to 1 s early)\n")
 	}
 	if a := results.avail; a != nil {
-		fmt.Fprintf(&b, "rolling restart of the webhook: %d annotated Pods created over %s, %d failed; rollout took %s; new replicas served %.0f admission requests\n",
-			a.created, a.window.Round(100*time.Millisecond), a.failed, a.rollout.Round(100*time.Millisecond), a.servedByNew)
+		fmt.Fprintf(&b, "rolling restart of the webhook: %d annotated Pods created over %s, %d failed; rollout took %s; old replicas answered >= %.0f admission requests while draining, new replicas %.0f\n",
+			a.created, a.window.Round(100*time.Millisecond), a.failed, a.rollout.Round(100*time.Millisecond), a.servedDraining, a.servedByNew)
 	}
 	for _, n := range results.notes {
 		fmt.Fprintf(&b, "%s\n", n)
