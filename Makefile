@@ -71,6 +71,14 @@ BENCHTIME ?= 1s
 bench: ## Go benchmarks of the webhook: parse, inject, handler vs the decode-and-allow floor (prints handler/floor).
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./webhook/
 
+LOADGEN_DURATION ?= 10s
+LOADGEN_CONCURRENCY ?= 8
+LOADGEN_RATE ?= 1000
+
+.PHONY: loadgen
+loadgen: ## Load test of the real server over TLS on loopback: -mode=max, then -mode=rate (LOADGEN_DURATION each).
+	$(GO) run ./test/loadgen -mode=both -duration $(LOADGEN_DURATION) -concurrency $(LOADGEN_CONCURRENCY) -rate $(LOADGEN_RATE)
+
 ##@ Images and install
 
 IMG ?= depends-on/webhook:$(VERSION)
