@@ -79,6 +79,12 @@ LOADGEN_RATE ?= 1000
 loadgen: ## Load test of the real server over TLS on loopback: -mode=max, then -mode=rate (LOADGEN_DURATION each).
 	$(GO) run ./test/loadgen -mode=both -duration $(LOADGEN_DURATION) -concurrency $(LOADGEN_CONCURRENCY) -rate $(LOADGEN_RATE)
 
+READINESS_RUNS ?= 30
+
+.PHONY: readiness
+readiness: ## Readiness detection of wait-for-service (tcp, http, dns) vs the docs' sleep-2s loop, READINESS_RUNS runs each.
+	$(GO) run ./test/readiness -runs $(READINESS_RUNS)
+
 ##@ Images and install
 
 IMG ?= depends-on/webhook:$(VERSION)
