@@ -90,22 +90,25 @@ func (in *Injector) compute(pod *corev1.Pod, namespace string) (*result, error) 
 	if len(errs) > 0 {
 		return nil, &InvalidError{Errs: errs}
 	}
-	desired := copyForApply(base)
+	desired := copyForApply(base, len(spec.Fetches) > 0)
 	in.apply(desired, spec)
 	return &result{base: base, desired: desired, prev: prev}, nil
 }
 
 // copyForApply copies of pod what apply changes, and shares the rest: the
 // annotations, the lists apply appends to (clipped, so that an append
-// allocates), and the containers, whose volumeMounts it appends to.
-func copyForApply(pod *corev1.Pod) *corev1.Pod {
+// allocates), and, when it mounts fetched files (mounts), the containers,
+// whose volumeMounts it appends to.
+func copyForApply(pod *corev1.Pod, mounts bool) *corev1.Pod {
 	out := *pod
 	out.Annotations = maps.Clone(pod.Annotations)
 	out.Spec.InitContainers = slices.Clip(pod.Spec.InitContainers)
 	out.Spec.Volumes = slices.Clip(pod.Spec.Volumes)
-	out.Spec.Containers = slices.Clone(pod.Spec.Containers)
-	for i := range out.Spec.Containers {
-		out.Spec.Containers[i].VolumeMounts = slices.Clip(out.Spec.Containers[i].VolumeMounts)
+	if mounts {
+		out.Spec.Containers = slices.Clone(pod.Spec.Containers)
+		for i := range out.Spec.Containers {
+			out.Spec.Containers[i].VolumeMounts = slices.Clip(out.Spec.Containers[i].VolumeMounts)
+		}
 	}
 	return &out
 }
