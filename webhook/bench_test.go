@@ -329,3 +329,54 @@ func BenchmarkReadPod(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkHandlerParts logs what the handler's own steps cost next to the
+// floor, measured like BenchmarkHandlerVsFloor (alternating chunks, process
+// CPU time, medians): where the handler's time beyond the floor goes.
+func BenchmarkHandlerParts(b *testing.B) {
+	useServerLogger()
+	in := testInjector(b)
+	h := NewHandler(in, HandlerOptions{})
+	body := benchReview(b, benchPodJSON(b, true))
+	raw := benchPodJSON(b, true)
+	hw, fw := &admission.Webhook{Handler: h}, &admission.Webhook{Handler: floorHandler}
+	pod, ok := readPodFast(raw)
+	if !ok {
+		b.Fatal("fast path refused the Pod")
+	}
+	ops, err := in.Patch(pod, benchNamespace)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ar admissionv1.AdmissionReview
+	if err := json.Unmarshal(body, &ar); err != nil {
+		b.Fatal(err)
+	}
+	req := admission.Request{AdmissionRequest: *ar.Request}
+	ctx := context.Background()
+	parts := []struct {
+		name string
+		f    func()
+	}{
+		{"floor: ServeHTTP, handler allows", func() { serveOnce(b, fw, body) }},
+		{"handler: ServeHTTP", func() { serveOnce(b, hw, body) }},
+		{"Handler.Handle", func() { h.Handle(ctx, req) }},
+		{"  readPod", func() { readPodFast(raw) }},
+		{"  Injector.Patch", func() { _, _ = in.Patch(pod, benchNamespace) }},
+		{"    Parse", func() { Parse(pod.Annotations, ParseOptions{Namespace: benchNamespace, ClusterDomain: "cluster.local"}) }},
+		{"  encodePatch", func() { _, _ = encodePatch(ops) }},
+	}
+	res := make([][]float64, len(parts))
+	for range 15 {
+		for i, p := range parts {
+			c, _ := timeOps(100, p.f)
+			res[i] = append(res[i], c.cpu)
+		}
+	}
+	floor := median(res[0])
+	for i, p := range parts {
+		b.Logf("%-34s %7.1f µs CPU  %.3f of the floor", p.name, median(res[i])/1e3, median(res[i])/floor)
+	}
+	for b.Loop() {
+	}
+}
