@@ -363,7 +363,7 @@ func BenchmarkHandlerParts(b *testing.B) {
 		{"Handler.Handle", func() { h.Handle(ctx, req) }},
 		{"  readPod", func() { readPodFast(raw) }},
 		{"  Injector.Patch", func() { _, _ = in.Patch(pod, benchNamespace) }},
-		{"    Parse", func() { Parse(pod.Annotations, ParseOptions{Namespace: benchNamespace, ClusterDomain: "cluster.local"}) }},
+		{"    Parse", func() { Parse(pod.Annotations, parseOpts) }},
 		{"  encodePatch", func() { _, _ = encodePatch(ops) }},
 	}
 	res := make([][]float64, len(parts))
