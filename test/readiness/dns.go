@@ -3,8 +3,10 @@ package main
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
 )
@@ -25,7 +27,7 @@ type nameState struct {
 	addr      netip.Addr
 	known     bool
 	questions map[dnsmessage.Type]int64
-	aBeforeUp int64 // A questions before setCounting
+	aTimes    []time.Time // A questions while unknown
 }
 
 func newDNSServer() (*dnsServer, error) {
@@ -61,26 +63,27 @@ func (s *dnsServer) set(name string, addr netip.Addr) {
 	st.addr, st.known = addr, true
 }
 
-// setCounting is set, and returns the A questions for name received before.
-func (s *dnsServer) setCounting(name string, addr netip.Addr) int64 {
+// setCounting is set, and returns when the A questions for name arrived
+// while it was unknown.
+func (s *dnsServer) setCounting(name string, addr netip.Addr) []time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.state(name)
-	st.aBeforeUp = st.questions[dnsmessage.TypeA]
 	st.addr, st.known = addr, true
-	return st.aBeforeUp
+	return slices.Clone(st.aTimes)
+}
+
+// unknownTimes returns when the A questions for name arrived while it was unknown.
+func (s *dnsServer) unknownTimes(name string) []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.state(name).aTimes)
 }
 
 func (s *dnsServer) count(name string, typ dnsmessage.Type) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.state(name).questions[typ]
-}
-
-func (s *dnsServer) countBeforeUp(name string) int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.state(name).aBeforeUp
 }
 
 func (s *dnsServer) serve() {
@@ -111,6 +114,9 @@ func (s *dnsServer) answer(req []byte) []byte {
 	st := s.state(q.Name.String())
 	st.questions[q.Type]++
 	addr, known := st.addr, st.known
+	if !known && q.Type == dnsmessage.TypeA {
+		st.aTimes = append(st.aTimes, time.Now())
+	}
 	s.mu.Unlock()
 
 	rh := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true,

@@ -14,11 +14,12 @@
 //
 // Names are served by a small UDP DNS server on 127.0.0.1 (wait-for-service
 // --dns-server). The delay is from the instant the backend is up to the exit
-// of the process (0) or the end of the loop. Probes per second count, over the
-// time before the backend is up: HTTP requests received, DNS questions for the
-// name, and, for tcp, refused connections (the TCP AttemptFails counter of
-// /proc/net/snmp over the tcp phase, minus the background rate measured while
-// nothing of ours connects). See docs/performance.md.
+// of the process (0) or the end of the loop. Probes per second, while the
+// backend is down, come from the intervals between consecutive HTTP requests
+// or DNS questions for the name; for tcp, refused connects are only counted
+// for the whole phase (the TCP AttemptFails counter of /proc/net/snmp, minus
+// the background rate measured while nothing of ours connects), so a range is
+// given. See docs/performance.md.
 package main
 
 import (
@@ -81,6 +82,7 @@ type outcome struct {
 	delay  time.Duration // backend up -> detected
 	waited time.Duration // start -> backend up
 	probes int64         // probes seen before the backend was up (-1: not countable per run)
+	span   time.Duration // from the first to the last of those probes
 	dnsA   int64         // A questions for the name before it was up (dns cases), or over the whole run (tcp/http names)
 	err    error
 }
@@ -206,9 +208,9 @@ func (b *bench) runCase(name string, f func(int) outcome) []outcome {
 }
 
 // wfs runs wait-for-service on target; up is called at the up instant (it
-// brings the backend up and returns the probes seen before). It returns when
-// the process exits.
-func (b *bench) wfs(target string, up func() int64) outcome {
+// brings the backend up and returns when the probes before arrived, or nil if
+// it cannot tell). It returns when the process exits.
+func (b *bench) wfs(target string, up func() []time.Time) outcome {
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, b.bin, "--timeout="+wfsTimeout, "--dns-server="+b.dns.addr,
@@ -233,12 +235,20 @@ func (b *bench) wfs(target string, up func() int64) outcome {
 		return outcome{err: fmt.Errorf("exited before the backend was up: %v: %s", werr, lastLine(stderr.String()))}
 	}
 	upAt := time.Now()
-	probes := up()
+	probes, span := fromTimes(up())
 	end := <-exited
 	if werr != nil {
 		return outcome{err: fmt.Errorf("%v: %s", werr, lastLine(stderr.String()))}
 	}
-	return outcome{delay: end.Sub(upAt), waited: upAt.Sub(start), probes: probes}
+	return outcome{delay: end.Sub(upAt), waited: upAt.Sub(start), probes: probes, span: span}
+}
+
+// fromTimes counts probes and the time from the first to the last.
+func fromTimes(ts []time.Time) (int64, time.Duration) {
+	if len(ts) == 0 {
+		return 0, 0
+	}
+	return int64(len(ts)), ts[len(ts)-1].Sub(ts[0])
 }
 
 func lastLine(s string) string {
@@ -280,13 +290,14 @@ func (b *bench) tcp(id int) outcome {
 	}
 	var ln net.Listener
 	var lnErr error
-	out := b.wfs(fmt.Sprintf("tcp:%s:%d", name, port), func() int64 {
+	out := b.wfs(fmt.Sprintf("tcp:%s:%d", name, port), func() []time.Time {
 		ln, lnErr = net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
 		if lnErr == nil {
 			go acceptAll(ln)
 		}
-		return -1 // counted for the phase from AttemptFails
+		return nil
 	})
+	out.probes = -1 // counted for the phase from AttemptFails
 	if ln != nil {
 		ln.Close()
 	}
@@ -306,12 +317,12 @@ func (b *bench) http(id int) outcome {
 	}
 	var ready atomic.Bool
 	var mu sync.Mutex
-	var requests int64
+	var requests []time.Time // before ready
 	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		mu.Lock()
-		requests++
-		mu.Unlock()
+		defer mu.Unlock()
 		if !ready.Load() {
+			requests = append(requests, time.Now())
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
@@ -320,7 +331,7 @@ func (b *bench) http(id int) outcome {
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 	url := fmt.Sprintf("http://%s:%d/ready", name, ln.Addr().(*net.TCPAddr).Port)
-	out := b.wfs(url, func() int64 {
+	out := b.wfs(url, func() []time.Time {
 		mu.Lock()
 		defer mu.Unlock()
 		ready.Store(true)
@@ -332,12 +343,10 @@ func (b *bench) http(id int) outcome {
 
 func (b *bench) dnsCase(id int) outcome {
 	name := fmt.Sprintf("svc-%d.bench.test.", id)
-	var before int64
-	out := b.wfs("dns:"+name, func() int64 {
-		before = b.dns.setCounting(name, netip.MustParseAddr("127.0.0.1"))
-		return before
+	out := b.wfs("dns:"+name, func() []time.Time {
+		return b.dns.setCounting(name, netip.MustParseAddr("127.0.0.1"))
 	})
-	out.dnsA = b.dns.countBeforeUp(name)
+	out.dnsA = out.probes
 	return out
 }
 
@@ -351,7 +360,7 @@ func (b *bench) loop(probe func(context.Context) error, up func()) outcome {
 	var upOnce sync.Once
 	upTimer := time.AfterFunc(time.Until(upAt), func() { upOnce.Do(up) })
 	defer upTimer.Stop()
-	var probes int64
+	var probes []time.Time // before up
 	for {
 		pctx, pcancel := context.WithTimeout(ctx, time.Second)
 		t := time.Now()
@@ -361,10 +370,11 @@ func (b *bench) loop(probe func(context.Context) error, up func()) outcome {
 			if t.Before(upAt) {
 				return outcome{err: errors.New("ready before the backend was up")}
 			}
-			return outcome{delay: time.Since(upAt), waited: upAt.Sub(start), probes: probes}
+			n, span := fromTimes(probes)
+			return outcome{delay: time.Since(upAt), waited: upAt.Sub(start), probes: n, span: span}
 		}
 		if t.Before(upAt) {
-			probes++
+			probes = append(probes, t)
 		}
 		select {
 		case <-ctx.Done():
@@ -388,7 +398,7 @@ func (b *bench) loopDNS(id int) outcome {
 		_, err := r.LookupHost(ctx, name)
 		return err
 	}, func() { b.dns.setCounting(name, netip.MustParseAddr("127.0.0.1")) })
-	out.dnsA = b.dns.countBeforeUp(name)
+	out.dnsA = int64(len(b.dns.unknownTimes(name)))
 	return out
 }
 
@@ -457,8 +467,8 @@ func report(results []*caseResult, background float64) {
 	p50, maxs := map[string]time.Duration{}, map[string]time.Duration{}
 	for _, r := range results {
 		var delays []time.Duration
-		var waited time.Duration
-		var probes, dnsA int64
+		var waited, whole, span time.Duration
+		var probes, intervals, dnsA int64
 		errs := 0
 		for _, out := range r.outs {
 			if out.err != nil {
@@ -467,28 +477,37 @@ func report(results []*caseResult, background float64) {
 			}
 			delays = append(delays, out.delay)
 			waited += out.waited
+			whole += out.waited + out.delay
 			probes += out.probes
+			if out.probes >= 2 {
+				intervals += out.probes - 1
+				span += out.span
+			}
 			dnsA += out.dnsA
 		}
 		slices.Sort(delays)
 		p50[r.name], maxs[r.name] = pct(delays, 0.5), pct(delays, 1)
+		// Probes per second: intervals between consecutive probes over
+		// their total length (counting probes over the waiting time would
+		// include each run's first probe, at its start).
+		perSec := float64(intervals) / span.Seconds()
 		var rate string
 		w := waited.Seconds()
 		switch r.name {
 		case "tcp":
+			// Only the phase's total is known: give the range between
+			// counting each run's first connect and not.
 			if background >= 0 && w > 0 {
-				rate = fmt.Sprintf("%.2f connects (%d refused in the phase, background %.2f/s); %.2f DNS lookups over the run",
-					(float64(r.attempts)-background*r.phase.Seconds())/w, r.attempts, background, float64(dnsA)/w)
+				ours := float64(r.attempts) - background*r.phase.Seconds()
+				rate = fmt.Sprintf("%.2f-%.2f connects (%d refused in the phase, background %.2f/s); DNS %.2f lookups/s over the run",
+					(ours-float64(len(delays)))/w, ours/w, r.attempts, background, float64(dnsA)/whole.Seconds())
 			}
 		case "http":
-			rate = fmt.Sprintf("%.2f requests; %.2f DNS lookups over the run", float64(probes)/w, float64(dnsA)/w)
+			rate = fmt.Sprintf("%.2f requests; DNS %.2f lookups/s over the run", perSec, float64(dnsA)/whole.Seconds())
 		case "dns", "loop-dns":
-			rate = fmt.Sprintf("%.2f lookups (A+AAAA questions: %.2f/s)", float64(dnsA)/w, float64(2*dnsA)/w)
-			if r.name == "loop-dns" {
-				rate = fmt.Sprintf("%.2f lookups (A+AAAA questions: %.2f/s)", float64(probes)/w, float64(2*dnsA)/w)
-			}
+			rate = fmt.Sprintf("%.2f lookups (each an A and an AAAA question)", perSec)
 		case "loop-tcp":
-			rate = fmt.Sprintf("%.2f connects (refused in the phase: %d)", float64(probes)/w, r.attempts)
+			rate = fmt.Sprintf("%.2f connects (%d refused in the phase)", perSec, r.attempts)
 		}
 		if w == 0 {
 			rate = "-"
@@ -496,7 +515,8 @@ func report(results []*caseResult, background float64) {
 		fmt.Printf("%-9s %4d %4d  %8s %8s %8s %8s  %s\n", r.name, len(r.outs), errs,
 			ms(pct(delays, 0.5)), ms(pct(delays, 0.9)), ms(pct(delays, 0.99)), ms(pct(delays, 1)), rate)
 	}
-	fmt.Println("(delay from the backend coming up to wait-for-service exiting 0, or to the loop's success)")
+	fmt.Println("(delay: from the backend coming up to wait-for-service exiting 0, or to the loop's success;")
+	fmt.Println(" probes/s: while the backend was down, from the intervals between consecutive probes)")
 	for _, pair := range [][2]string{{"dns", "loop-dns"}, {"tcp", "loop-tcp"}} {
 		a, oka := p50[pair[0]]
 		b, okb := p50[pair[1]]
