@@ -507,7 +507,7 @@ func report(results []*caseResult, background float64) {
 		case "dns", "loop-dns":
 			rate = fmt.Sprintf("%.2f lookups (each an A and an AAAA question)", perSec)
 		case "loop-tcp":
-			rate = fmt.Sprintf("%.2f connects (%d refused in the phase)", perSec, r.attempts)
+			rate = fmt.Sprintf("%.2f connects (%d refused, %d counted by AttemptFails in the phase)", perSec, probes, r.attempts)
 		}
 		if w == 0 {
 			rate = "-"
