@@ -48,8 +48,8 @@ func TestDNSNameStartsResolving(t *testing.T) {
 			t.Errorf("log does not contain %q", w)
 		}
 	}
-	if n, max := len(dns.queryTimes("myservice.default.svc.cluster.local.", dnsmessage.TypeA)), 1+int(r.elapsed()/time.Second); n < 2 || n > max {
-		t.Errorf("%d A lookups in %v, want 2-%d (at most one per second)", n, r.elapsed(), max)
+	if n, max := len(dns.queryTimes("myservice.default.svc.cluster.local.", dnsmessage.TypeA)), 1+int(r.elapsed()/defaultTuning().lookupInterval); n < 2 || n > max {
+		t.Errorf("%d A lookups in %v, want 2-%d (about one per second)", n, r.elapsed(), max)
 	}
 }
 
@@ -88,14 +88,18 @@ func TestDNSQueryRateWhileWaiting(t *testing.T) {
 		t.Fatalf("exit code = %d, want 1", r.code)
 	}
 	for name, target := range names {
-		// At most one lookup (an A and an AAAA question) per second, all
-		// within the 3 s: at ~0, >= 1 and >= 2 s. (Counted, not timed: the
-		// arrival times at the server say little on a loaded machine.)
+		// About one lookup (an A and an AAAA question) per second, all
+		// within the 3 s: at ~0 and then at least lookupInterval apart.
+		// (Counted, not timed: the arrival times at the server say little on
+		// a loaded machine.)
 		n := len(dns.queryTimes(name, dnsmessage.TypeA))
-		if n < 2 || n > 3 {
-			t.Errorf("%s: %d A queries in %v, want 2-3", target, n, window)
+		// The upper bound is the point; a lookup slowed down by a loaded
+		// machine may leave only one in the window.
+		if most := 1 + int(window/defaultTuning().lookupInterval); n < 1 || n > most {
+			t.Errorf("%s: %d A queries in %v, want 1-%d", target, n, window, most)
 		}
-		if all := dns.queryCount(name); all > 2*n {
+		// +1: the last lookup's AAAA question may arrive before its A as the run ends.
+		if all := dns.queryCount(name); all > 2*n+1 {
 			t.Errorf("%s: %d queries in all for %d A queries, want at most A+AAAA", target, all, n)
 		}
 		if !strings.Contains(r.termLog, target+" (") {

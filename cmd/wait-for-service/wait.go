@@ -45,13 +45,15 @@ func defaultTuning() tuning {
 		jitter:            0.2,
 		connectBackoffMax: 400 * time.Millisecond,
 		dnsBackoffMax:     800 * time.Millisecond, // below lookupInterval: the lookup limit paces dns: targets
-		lookupInterval:    time.Second,
-		lookupSpread:      0.1,
-		addrTTL:           time.Second,
-		probeTimeout:      5 * time.Second,
-		fetchTimeout:      5 * time.Minute,
-		maxRedirects:      5,
-		stillWaiting:      10 * time.Second,
+		// Lookups 0.9-1.0 s apart: about one a second, and a name that starts
+		// resolving is seen within ~0.5 s on average (half the mean gap).
+		lookupInterval: 900 * time.Millisecond,
+		lookupSpread:   0.1,
+		addrTTL:        time.Second,
+		probeTimeout:   5 * time.Second,
+		fetchTimeout:   5 * time.Minute,
+		maxRedirects:   5,
+		stillWaiting:   10 * time.Second,
 	}
 }
 
