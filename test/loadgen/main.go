@@ -38,6 +38,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/depends-on/depends-on/test/internal/machine"
+
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -97,7 +99,7 @@ func run(o options) error {
 	case o.duration <= 0 || o.duration > maxDuration || o.warmup < 0 || o.warmup > time.Minute:
 		return fmt.Errorf("-duration must be in (0, %s] and -warmup in [0, 1m]", maxDuration)
 	}
-	root, err := moduleRoot()
+	root, err := machine.ModuleRoot()
 	if err != nil {
 		return err
 	}
@@ -127,7 +129,7 @@ func run(o options) error {
 	defer srv.stop()
 
 	fmt.Printf("machine: %d CPUs (%s), GOMAXPROCS of both processes = %d; client and server share them\n",
-		runtime.NumCPU(), cpuModel(), runtime.GOMAXPROCS(0))
+		runtime.NumCPU(), machine.CPUModel(), runtime.GOMAXPROCS(0))
 	fmt.Printf("pod: %s, %d bytes (annotated=%v); AdmissionReview %d bytes\n", o.pod, podSize, o.annotated, len(body))
 
 	modes := []string{o.mode}
@@ -152,17 +154,6 @@ func run(o options) error {
 }
 
 // moduleRoot is the directory of the go.mod of the current module.
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("run loadgen inside the module (go run ./test/loadgen)")
-	}
-	return filepath.Dir(gomod), nil
-}
 
 // review wraps the Pod in the AdmissionReview the API server posts when the
 // ReplicaSet controller creates it.
@@ -382,28 +373,6 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "model name"); ok {
-			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-		}
-	}
-	return "unknown CPU"
-}
-
 // result is one mode's measurement.
 type result struct {
 	mode                      string
@@ -423,14 +392,6 @@ type result struct {
 
 func (r *result) errors() int64 { return r.httpErrs + r.bodyErrs + r.netEr }
 
-func pct(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(p*float64(len(sorted))+0.5) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
-}
-
 func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 2, 64) + "ms" }
 
 func (r *result) print() {
@@ -447,11 +408,11 @@ func (r *result) print() {
 	if r.firstErr != "" {
 		fmt.Printf("first error: %s\n", r.firstErr)
 	}
-	fmt.Printf("latency: p50 %s  p90 %s  p99 %s  max %s\n", ms(pct(r.lat, 0.5)), ms(pct(r.lat, 0.9)), ms(pct(r.lat, 0.99)), ms(pct(r.lat, 1)))
+	fmt.Printf("latency: p50 %s  p90 %s  p99 %s  max %s\n", ms(machine.Percentile(r.lat, 0.5)), ms(machine.Percentile(r.lat, 0.9)), ms(machine.Percentile(r.lat, 0.99)), ms(machine.Percentile(r.lat, 1)))
 	if r.mode == "rate" {
 		slices.Sort(r.svc)
 		fmt.Printf("  (from the actual send: p50 %s  p90 %s  p99 %s  max %s; sent more than 1ms after due: %d = %.2f%%)\n",
-			ms(pct(r.svc, 0.5)), ms(pct(r.svc, 0.9)), ms(pct(r.svc, 0.99)), ms(pct(r.svc, 1)), r.late, 100*float64(r.late)/float64(max(n, 1)))
+			ms(machine.Percentile(r.svc, 0.5)), ms(machine.Percentile(r.svc, 0.9)), ms(machine.Percentile(r.svc, 0.99)), ms(machine.Percentile(r.svc, 1)), r.late, 100*float64(r.late)/float64(max(n, 1)))
 	}
 	perReq := time.Duration(0)
 	if n > 0 {
@@ -469,7 +430,7 @@ func drive(s *server, body []byte, o options, mode string) (*result, error) {
 	pid := s.cmd.Process.Pid
 	// Reset the peak RSS so that VmHWM is this mode's (Linux clear_refs).
 	_ = os.WriteFile("/proc/"+strconv.Itoa(pid)+"/clear_refs", []byte("5"), 0)
-	r := &result{mode: mode, concurrency: o.concurrency, rate: o.rate, loadBefore: loadavg()}
+	r := &result{mode: mode, concurrency: o.concurrency, rate: o.rate, loadBefore: machine.LoadAvg()}
 
 	var handshakes atomic.Int64
 	clients := make([]*http.Client, o.concurrency)
@@ -649,7 +610,7 @@ func drive(s *server, body []byte, o options, mode string) (*result, error) {
 	r.handshakes = handshakes.Load()
 	r.hwm, _ = procStatus(pid, "VmHWM")
 	r.rssEnd, _ = procStatus(pid, "VmRSS")
-	r.loadAfter = loadavg()
+	r.loadAfter = machine.LoadAvg()
 	select {
 	case <-s.exited:
 		return nil, fmt.Errorf("the server exited during the run: %s", s.tail())

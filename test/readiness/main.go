@@ -43,6 +43,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/depends-on/depends-on/test/internal/machine"
+
 	"golang.org/x/net/dns/dnsmessage"
 )
 
@@ -101,7 +103,7 @@ func run(o options) error {
 	if o.lead < 0 || o.window <= 0 || o.lead+o.window > 20*time.Second || o.sleep <= 0 || o.sleep > 10*time.Second {
 		return errors.New("-lead + -window must be at most 20s, -loop-sleep in (0, 10s]")
 	}
-	root, err := moduleRoot()
+	root, err := machine.ModuleRoot()
 	if err != nil {
 		return err
 	}
@@ -126,7 +128,7 @@ func run(o options) error {
 	}
 	defer dns.close()
 
-	fmt.Printf("machine: %d CPUs (%s); load average %s\n", runtime.NumCPU(), cpuModel(), loadavg())
+	fmt.Printf("machine: %d CPUs (%s); load average %s\n", runtime.NumCPU(), machine.CPUModel(), machine.LoadAvg())
 	fmt.Printf("%d runs per case, %d at a time; backend up at start + %s + U(0, %s); docs' loop sleeps %s\n",
 		o.runs, o.parallel, o.lead, o.window, o.sleep)
 
@@ -142,7 +144,7 @@ func run(o options) error {
 		if !ok {
 			return fmt.Errorf("unknown case %q", c)
 		}
-		fmt.Printf("running %s ... (load average %s)\n", c, loadavg())
+		fmt.Printf("running %s ... (load average %s)\n", c, machine.LoadAvg())
 		res := &caseResult{name: c}
 		f0, _ := attemptFails()
 		t0 := time.Now()
@@ -161,7 +163,7 @@ func run(o options) error {
 		background = float64(quietFails) / quiet.Seconds()
 	}
 	report(results, background)
-	fmt.Printf("load average at the end %s\n", loadavg())
+	fmt.Printf("load average at the end %s\n", machine.LoadAvg())
 	for _, r := range results {
 		for _, out := range r.outs {
 			if out.err != nil {
@@ -486,7 +488,7 @@ func report(results []*caseResult, background float64) {
 			dnsA += out.dnsA
 		}
 		slices.Sort(delays)
-		p50[r.name], maxs[r.name] = pct(delays, 0.5), pct(delays, 1)
+		p50[r.name], maxs[r.name] = machine.Percentile(delays, 0.5), machine.Percentile(delays, 1)
 		// Probes per second: intervals between consecutive probes over
 		// their total length (counting probes over the waiting time would
 		// include each run's first probe, at its start).
@@ -513,7 +515,7 @@ func report(results []*caseResult, background float64) {
 			rate = "-"
 		}
 		fmt.Printf("%-9s %4d %4d  %8s %8s %8s %8s  %s\n", r.name, len(r.outs), errs,
-			ms(pct(delays, 0.5)), ms(pct(delays, 0.9)), ms(pct(delays, 0.99)), ms(pct(delays, 1)), rate)
+			ms(machine.Percentile(delays, 0.5)), ms(machine.Percentile(delays, 0.9)), ms(machine.Percentile(delays, 0.99)), ms(machine.Percentile(delays, 1)), rate)
 	}
 	fmt.Println("(delay: from the backend coming up to wait-for-service exiting 0, or to the loop's success;")
 	fmt.Println(" probes/s: while the backend was down, from the intervals between consecutive probes)")
@@ -527,46 +529,4 @@ func report(results []*caseResult, background float64) {
 	}
 }
 
-func pct(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(p*float64(len(sorted))+0.5) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
-}
-
 func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 0, 64) + "ms" }
-
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("run readiness inside the module (go run ./test/readiness)")
-	}
-	return filepath.Dir(gomod), nil
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "model name"); ok {
-			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-		}
-	}
-	return "unknown CPU"
-}
