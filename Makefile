@@ -39,8 +39,14 @@ test: ## Unit + integration tests: gofmt, vet, go test -race, short fuzzing.
 ENVTEST_K8S_VERSION ?= 1.34.x
 SETUP_ENVTEST_VERSION ?= v0.25.1
 SETUP_ENVTEST ?= $(GO) run sigs.k8s.io/controller-runtime/tools/setup-envtest@$(SETUP_ENVTEST_VERSION)
+# On a machine without internet that has the offline kit next to the checkout (as
+# test/kind-env.sh does for the kind targets; OFFLINE_KIT= disables it), the kit's
+# locally built binaries stand in for setup-envtest's download. Evaluated only by
+# the recipes that use it.
+OFFLINE_KIT ?= $(CURDIR)/../shared/offline
 ifeq ($(strip $(KUBEBUILDER_ASSETS)),)
-KUBEBUILDER_ASSETS = $(shell $(SETUP_ENVTEST) use $(ENVTEST_K8S_VERSION) --bin-dir $(LOCALBIN) -p path)
+KUBEBUILDER_ASSETS = $(shell if [ -n "$(OFFLINE_KIT)" ] && [ -x "$(OFFLINE_KIT)/envtest-assets.sh" ]; then \
+	"$(OFFLINE_KIT)/envtest-assets.sh"; else $(SETUP_ENVTEST) use $(ENVTEST_K8S_VERSION) --bin-dir $(LOCALBIN) -p path; fi)
 endif
 
 .PHONY: test-integration
