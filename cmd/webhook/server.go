@@ -18,7 +18,6 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/depends-on/depends-on/webhook"
 )
@@ -84,7 +83,7 @@ func run(ctx context.Context, o serverOptions, log logr.Logger) error {
 		}},
 	})
 	var draining atomic.Bool
-	srv.Register(MutatePath, closeWhenDraining(&draining, &admission.Webhook{Handler: handler}))
+	srv.Register(MutatePath, closeWhenDraining(&draining, &reviewHandler{handler: handler, log: log.WithName("admission")}))
 
 	started := srv.StartedChecker()
 	health := &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}
