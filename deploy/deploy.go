@@ -158,3 +158,36 @@ func ParseImage(s, defaultName string) (types.Image, error) {
 	}
 	return img, nil
 }
+
+// CopySources copies the kustomization files of deploy/ (without the git-ignored
+// self-signed/generated component) into dst, so tests can complete the
+// self-signed overlay in a temporary tree without touching the checkout.
+func CopySources(dst string) error {
+	dir, err := Dir()
+	if err != nil {
+		return err
+	}
+	return filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if d.Name() == "generated" {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		if !strings.HasSuffix(path, ".yaml") {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+	})
+}

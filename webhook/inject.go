@@ -187,13 +187,17 @@ func checkCollisions(pod *corev1.Pod, spec *Spec) field.ErrorList {
 			[]string{string(corev1.Linux)}))
 		errs[len(errs)-1].Detail = "depends-on injects Linux containers; remove the depends-on.dev/ annotations from this Pod"
 	}
-	reserved := map[string]string{WaitContainerName: "the injected wait container"}
+	// Only the names this Pod's injection will use are reserved.
+	reserved := map[string]string{}
+	if len(spec.Waits) > 0 {
+		reserved[WaitContainerName] = "the injected wait container"
+	}
 	if len(spec.Fetches) > 0 {
 		reserved[FetchContainerName] = "the injected fetch container"
 	}
 	check := func(p *field.Path, cs []corev1.Container) {
 		for i, c := range cs {
-			if what, ok := reserved[c.Name]; ok && (c.Name != WaitContainerName || len(spec.Waits) > 0) {
+			if what, ok := reserved[c.Name]; ok {
 				errs = append(errs, field.Invalid(p.Index(i).Child("name"), c.Name,
 					fmt.Sprintf("name is reserved for %s of depends-on.dev/; rename the container", what)))
 			}

@@ -201,32 +201,8 @@ func certManagerCRDs(t *testing.T) []*apiextensionsv1.CustomResourceDefinition {
 // absent or stale).
 func renderOverlays(t *testing.T) map[string][]*unstructured.Unstructured {
 	t.Helper()
-	dir, err := deploy.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
 	tmp := t.TempDir()
-	err = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		if d.IsDir() {
-			if d.Name() == "generated" {
-				return filepath.SkipDir
-			}
-			return os.MkdirAll(filepath.Join(tmp, rel), 0o755)
-		}
-		if !strings.HasSuffix(path, ".yaml") {
-			return nil
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(tmp, rel), data, 0o644)
-	})
-	if err != nil {
+	if err := deploy.CopySources(tmp); err != nil {
 		t.Fatal(err)
 	}
 	b, err := certgen.Generate(certgen.Options{Service: deploy.Name, Namespace: deploy.Namespace})
