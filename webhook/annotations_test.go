@@ -189,7 +189,7 @@ func TestParseServiceNeedsNamespace(t *testing.T) {
 	}
 }
 
-func pod(ann map[string]string, mutate ...func(*corev1.Pod)) *corev1.Pod {
+func pod(ann map[string]string, mutate ...func(*corev1.Pod)) *Pod {
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "shop", Annotations: ann},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
@@ -197,14 +197,14 @@ func pod(ann map[string]string, mutate ...func(*corev1.Pod)) *corev1.Pod {
 	for _, m := range mutate {
 		m(p)
 	}
-	return p
+	return PodFrom(p)
 }
 
 func TestInjectCollisions(t *testing.T) {
 	in := testInjector(t)
 	tests := []struct {
 		name string
-		pod  *corev1.Pod
+		pod  *Pod
 		want []string
 	}{
 		{"user container named wait-for-service",

@@ -38,8 +38,12 @@ type Config struct {
 	FetchSizeLimit resource.Quantity
 }
 
+// WaitImageName is the name (without tag) of the wait-for-service image; the
+// webhook's build tags it with its version (cmd/webhook, Makefile, deploy).
+const WaitImageName = "depends-on/wait-for-service"
+
 // DefaultWaitImage is used when no image is configured.
-const DefaultWaitImage = "depends-on/wait-for-service:dev"
+const DefaultWaitImage = WaitImageName + ":dev"
 
 // DefaultConfig returns the configuration the webhook's flags default to.
 func DefaultConfig() Config {

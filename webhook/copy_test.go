@@ -12,7 +12,7 @@ import (
 func TestPatchLeavesPodAlone(t *testing.T) {
 	in := testInjector(t)
 	for _, doc := range readPodSeeds(t) {
-		pod, err := readPod(doc)
+		pod, err := ReadPod(doc)
 		if err != nil {
 			continue
 		}

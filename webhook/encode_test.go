@@ -54,7 +54,7 @@ func TestEncodePatch(t *testing.T) {
 	in := testInjector(t)
 	var cases [][]jsonpatch.Operation
 	for _, doc := range readPodSeeds(t) {
-		pod, err := readPod(doc)
+		pod, err := ReadPod(doc)
 		if err != nil {
 			continue
 		}

@@ -75,7 +75,7 @@ func FuzzPatch(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ops, err := in.Patch(&pod, "fuzz")
+		ops, err := in.Patch(PodFrom(&pod), "fuzz")
 		if err != nil {
 			var invalid *InvalidError
 			if !errors.As(err, &invalid) || len(invalid.Errs) == 0 {
@@ -99,7 +99,7 @@ func FuzzPatch(f *testing.F) {
 		if err := json.Unmarshal(out, &res); err != nil {
 			t.Fatalf("patched document is not a Pod: %v", err)
 		}
-		again, err := in.Patch(&res, "fuzz")
+		again, err := in.Patch(PodFrom(&res), "fuzz")
 		if err != nil || len(again) != 0 {
 			raw2, _ := json.Marshal(again)
 			t.Fatalf("output is not a fixed point: err=%v patch=%s\ninput: %s", err, raw2, doc)

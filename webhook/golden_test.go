@@ -88,15 +88,16 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pod := decodePod(t, doc)
-			ops, err := in.Patch(pod, namespaceOf(pod))
+			full := decodePod(t, doc)
+			pod := PodFrom(full)
+			ops, err := in.Patch(pod, namespaceOf(full))
 			if err != nil {
 				t.Fatalf("Patch: %v", err)
 			}
 			if len(ops) == 0 {
 				t.Fatalf("no patch for %s", input)
 			}
-			checkOpsOnlyTouchOurs(t, pod, ops)
+			checkOpsOnlyTouchOurs(t, full, ops)
 			patched := applyPatch(t, doc, ops)
 			got, err := yaml.JSONToYAML(patched)
 			if err != nil {
@@ -117,8 +118,9 @@ func TestGolden(t *testing.T) {
 			}
 
 			// Inject must describe the same Pod the patch produces.
-			out := decodePod(t, patched)
-			injected, err := in.Inject(pod, namespaceOf(pod))
+			outFull := decodePod(t, patched)
+			out := PodFrom(outFull)
+			injected, err := in.Inject(pod, namespaceOf(full))
 			if err != nil {
 				t.Fatalf("Inject: %v", err)
 			}
@@ -127,7 +129,7 @@ func TestGolden(t *testing.T) {
 			}
 
 			// Idempotency: the output needs no further patch.
-			again, err := in.Patch(out, namespaceOf(out))
+			again, err := in.Patch(out, namespaceOf(outFull))
 			if err != nil {
 				t.Fatalf("Patch of output: %v", err)
 			}

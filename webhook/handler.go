@@ -3,10 +3,10 @@ package webhook
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -15,7 +15,7 @@ import (
 // Decision is the outcome of one admission request, for metrics.
 type Decision string
 
-// The decisions a Handler makes.
+// The decisions a Handler and a ReviewHandler make.
 const (
 	// DecisionAllowed: nothing to do (not a Pod create, no annotation, already injected).
 	DecisionAllowed Decision = "allowed"
@@ -23,13 +23,57 @@ const (
 	DecisionPatched Decision = "patched"
 	// DecisionDenied: the annotations are invalid.
 	DecisionDenied Decision = "denied"
-	// DecisionErrored: the request itself could not be read.
+	// DecisionErrored: the request could not be answered (see the Reason).
 	DecisionErrored Decision = "errored"
 )
 
-// Recorder observes decisions; the server counts them in Prometheus.
+// Reason says why a decision was made.
+type Reason string
+
+// The reasons, by decision.
+const (
+	// Allowed.
+	ReasonNotPodCreate    Reason = "not-pod-create"
+	ReasonNoAnnotations   Reason = "no-annotations"
+	ReasonAlreadyInjected Reason = "already-injected"
+	// Patched.
+	ReasonInjected Reason = "injected"
+	// Denied.
+	ReasonInvalid Reason = "invalid"
+	// Errored.
+	ReasonMethod      Reason = "method"       // not a POST
+	ReasonContentType Reason = "content-type" // not application/json
+	ReasonOversize    Reason = "oversize"     // body above ReviewOptions.MaxRequestBytes
+	ReasonBusy        Reason = "busy"         // no room under ReviewOptions.MaxInFlightBytes in time
+	ReasonRead        Reason = "read"         // the body could not be read (slow client, closed connection)
+	ReasonMalformed   Reason = "malformed"    // not an AdmissionReview request, or its object is not a Pod
+	ReasonCanceled    Reason = "canceled"     // the API server gave up before the answer was ready
+	ReasonPanic       Reason = "panic"        // recovered panic in the handler
+	ReasonInternal    Reason = "internal"     // any other failure of ours
+)
+
+// Outcome is one decision and its reason.
+type Outcome struct {
+	Decision Decision
+	Reason   Reason
+}
+
+// Outcomes lists every outcome a Handler and a ReviewHandler record, so that
+// counters can start at zero.
+func Outcomes() []Outcome {
+	return []Outcome{
+		{DecisionAllowed, ReasonNotPodCreate}, {DecisionAllowed, ReasonNoAnnotations}, {DecisionAllowed, ReasonAlreadyInjected},
+		{DecisionPatched, ReasonInjected},
+		{DecisionDenied, ReasonInvalid},
+		{DecisionErrored, ReasonMethod}, {DecisionErrored, ReasonContentType}, {DecisionErrored, ReasonOversize},
+		{DecisionErrored, ReasonBusy}, {DecisionErrored, ReasonRead}, {DecisionErrored, ReasonMalformed},
+		{DecisionErrored, ReasonCanceled}, {DecisionErrored, ReasonPanic}, {DecisionErrored, ReasonInternal},
+	}
+}
+
+// Recorder observes outcomes; the server counts them in Prometheus.
 type Recorder interface {
-	Record(Decision)
+	Record(Outcome)
 }
 
 // Handler is the admission.Handler for Pod creation.
@@ -55,41 +99,48 @@ var podKind = metav1.GroupVersionKind{Group: "", Version: "v1", Kind: "Pod"}
 
 // Handle implements admission.Handler.
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
-	resp, decision := h.handle(ctx, req)
+	resp, outcome := h.handle(ctx, req)
 	if h.recorder != nil {
-		h.recorder.Record(decision)
+		h.recorder.Record(outcome)
 	}
 	return resp
 }
 
-func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.Response, Decision) {
+func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.Response, Outcome) {
 	log := logf.FromContext(ctx)
 	if req.Operation != admissionv1.Create || req.Kind != podKind || req.SubResource != "" {
-		return admission.Allowed("not a Pod creation"), DecisionAllowed
+		return admission.Allowed("not a Pod creation"), Outcome{DecisionAllowed, ReasonNotPodCreate}
 	}
 	if len(req.Object.Raw) == 0 {
-		return admission.Errored(http.StatusBadRequest, errors.New("request has no object")), DecisionErrored
+		return admission.Errored(http.StatusBadRequest, errors.New("request has no object")), Outcome{DecisionErrored, ReasonMalformed}
 	}
-	// Only the parts injection reads are decoded (see readPod).
-	pod, err := readPod(req.Object.Raw)
+	// Only the parts injection reads are decoded (see ReadPod).
+	pod, err := ReadPod(req.Object.Raw)
 	if err != nil {
-		return admission.Errored(http.StatusBadRequest, err), DecisionErrored
+		return admission.Errored(http.StatusBadRequest, err), Outcome{DecisionErrored, ReasonMalformed}
 	}
 	if !HasAnnotations(pod.Annotations) {
-		return admission.Allowed("no depends-on.dev/ annotations"), DecisionAllowed
+		return admission.Allowed("no depends-on.dev/ annotations"), Outcome{DecisionAllowed, ReasonNoAnnotations}
+	}
+	// Each step is bounded, but a caller that gave up needs no answer.
+	if err := ctx.Err(); err != nil {
+		return canceled(err), Outcome{DecisionErrored, ReasonCanceled}
 	}
 	ops, err := h.injector.Patch(pod, req.Namespace)
 	if err != nil {
 		var invalid *InvalidError
 		if errors.As(err, &invalid) {
 			log.Info("denied", "pod", podRef(pod), "reason", err.Error())
-			return denied(err.Error()), DecisionDenied
+			return denied(err.Error()), Outcome{DecisionDenied, ReasonInvalid}
 		}
 		log.Error(err, "injection failed", "pod", podRef(pod))
-		return admission.Errored(http.StatusInternalServerError, err), DecisionErrored
+		return admission.Errored(http.StatusInternalServerError, err), Outcome{DecisionErrored, ReasonInternal}
 	}
 	if len(ops) == 0 {
-		return admission.Allowed("already injected"), DecisionAllowed
+		return admission.Allowed("already injected"), Outcome{DecisionAllowed, ReasonAlreadyInjected}
+	}
+	if err := ctx.Err(); err != nil {
+		return canceled(err), Outcome{DecisionErrored, ReasonCanceled}
 	}
 	if log := log.V(1); log.Enabled() {
 		log.Info("injected", "pod", podRef(pod), "operations", len(ops))
@@ -99,12 +150,17 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	patch, err := encodePatch(ops)
 	if err != nil {
 		log.Error(err, "encoding the patch failed", "pod", podRef(pod))
-		return admission.Errored(http.StatusInternalServerError, err), DecisionErrored
+		return admission.Errored(http.StatusInternalServerError, err), Outcome{DecisionErrored, ReasonInternal}
 	}
 	resp := admission.Allowed("")
 	pt := admissionv1.PatchTypeJSONPatch
 	resp.Patch, resp.PatchType = patch, &pt
-	return resp, DecisionPatched
+	return resp, Outcome{DecisionPatched, ReasonInjected}
+}
+
+// canceled answers a request whose caller gave up (or whose deadline passed).
+func canceled(err error) admission.Response {
+	return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("gave up: %w", err))
 }
 
 // denied answers 422 Invalid, the code the API server uses for invalid objects,
@@ -119,12 +175,4 @@ func denied(msg string) admission.Response {
 			Message: msg,
 		},
 	}}
-}
-
-// podRef names a Pod for logs; at admission it may only have a generateName.
-func podRef(pod *corev1.Pod) string {
-	if pod.Name != "" {
-		return pod.Name
-	}
-	return pod.GenerateName + "*"
 }

@@ -14,7 +14,6 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
 func mustJSON(t testing.TB, v any) string {
@@ -26,25 +25,34 @@ func mustJSON(t testing.TB, v any) string {
 	return string(b)
 }
 
+// countRecorder counts outcomes, and decisions (n).
 type countRecorder struct {
-	mu sync.Mutex
-	n  map[Decision]int
+	mu       sync.Mutex
+	n        map[Decision]int
+	outcomes map[Outcome]int
 }
 
-func (c *countRecorder) Record(d Decision) {
+func (c *countRecorder) Record(o Outcome) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.n == nil {
-		c.n = map[Decision]int{}
+		c.n, c.outcomes = map[Decision]int{}, map[Outcome]int{}
 	}
-	c.n[d]++
+	c.n[o.Decision]++
+	c.outcomes[o]++
+}
+
+func (c *countRecorder) get(o Outcome) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.outcomes[o]
 }
 
 func newTestServer(t *testing.T) (*httptest.Server, *countRecorder) {
 	t.Helper()
 	rec := &countRecorder{}
 	h := NewHandler(testInjector(t), HandlerOptions{Recorder: rec})
-	srv := httptest.NewServer(&admission.Webhook{Handler: h})
+	srv := httptest.NewServer(NewReviewHandler(h, ReviewOptions{Recorder: rec}))
 	t.Cleanup(srv.Close)
 	return srv, rec
 }

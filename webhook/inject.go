@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -33,9 +34,6 @@ func NewInjector(cfg Config) (*Injector, error) {
 	}
 	return in, nil
 }
-
-// Config returns the injector's configuration.
-func (in *Injector) Config() Config { return in.cfg }
 
 // Status is the value of AnnotationInjected: what a previous call injected.
 type Status struct {
@@ -65,13 +63,13 @@ func (e *InvalidError) Error() string {
 // result is what injection computes for a Pod: the Pod without anything a previous
 // call injected (base), and the Pod as it should be (desired).
 type result struct {
-	base, desired *corev1.Pod
+	base, desired *Pod
 	// prev is the record found on the Pod, nil if none.
 	prev *Status
 }
 
 // Inject returns a mutated copy of pod, as the patch would leave it. pod is not modified.
-func (in *Injector) Inject(pod *corev1.Pod, namespace string) (*corev1.Pod, error) {
+func (in *Injector) Inject(pod *Pod, namespace string) (*Pod, error) {
 	r, err := in.compute(pod, namespace)
 	if err != nil {
 		return nil, err
@@ -79,7 +77,7 @@ func (in *Injector) Inject(pod *corev1.Pod, namespace string) (*corev1.Pod, erro
 	return r.desired.DeepCopy(), nil // r.desired shares what apply does not change with pod
 }
 
-func (in *Injector) compute(pod *corev1.Pod, namespace string) (*result, error) {
+func (in *Injector) compute(pod *Pod, namespace string) (*result, error) {
 	if namespace == "" {
 		namespace = pod.Namespace
 	}
@@ -99,7 +97,7 @@ func (in *Injector) compute(pod *corev1.Pod, namespace string) (*result, error) 
 // annotations, the lists apply appends to (clipped, so that an append
 // allocates), and, when it mounts fetched files (mounts), the containers,
 // whose volumeMounts it appends to.
-func copyForApply(pod *corev1.Pod, mounts bool) *corev1.Pod {
+func copyForApply(pod *Pod, mounts bool) *Pod {
 	out := *pod
 	out.Annotations = maps.Clone(pod.Annotations)
 	out.Spec.InitContainers = slices.Clip(pod.Spec.InitContainers)
@@ -115,7 +113,7 @@ func copyForApply(pod *corev1.Pod, mounts bool) *corev1.Pod {
 
 // strip returns a copy of pod without what AnnotationInjected says a previous call
 // injected, and that record.
-func strip(pod *corev1.Pod) (*corev1.Pod, *Status, field.ErrorList) {
+func strip(pod *Pod) (*Pod, *Status, field.ErrorList) {
 	raw, ok := pod.Annotations[AnnotationInjected]
 	if !ok {
 		return pod, nil, nil // nothing to strip: no copy (the caller copies before it changes anything)
@@ -143,20 +141,27 @@ func strip(pod *corev1.Pod) (*corev1.Pod, *Status, field.ErrorList) {
 		}
 	}
 	out.Spec.Volumes = emptyToNil(keepVols)
-	stripMounts := func(cs []corev1.Container) {
+	stripMounts := func(cs []Container) {
 		for i := range cs {
-			keep := cs[i].VolumeMounts[:0]
-			for _, m := range cs[i].VolumeMounts {
-				if !slices.Contains(st.Volumes, m.Name) {
-					keep = append(keep, m)
-				}
-			}
-			cs[i].VolumeMounts = emptyToNil(keep)
+			cs[i].VolumeMounts = stripMountsOf(cs[i].VolumeMounts, st.Volumes)
 		}
 	}
-	stripMounts(out.Spec.InitContainers)
+	for i := range out.Spec.InitContainers {
+		out.Spec.InitContainers[i].VolumeMounts = stripMountsOf(out.Spec.InitContainers[i].VolumeMounts, st.Volumes)
+	}
 	stripMounts(out.Spec.Containers)
 	return out, &st, nil
+}
+
+// stripMountsOf removes from ms (in place) the mounts of the named volumes.
+func stripMountsOf(ms []corev1.VolumeMount, volumes []string) []corev1.VolumeMount {
+	keep := ms[:0]
+	for _, m := range ms {
+		if !slices.Contains(volumes, m.Name) {
+			keep = append(keep, m)
+		}
+	}
+	return emptyToNil(keep)
 }
 
 func subset(names []string, allowed ...string) bool {
@@ -176,7 +181,7 @@ func emptyToNil[T any](s []T) []T {
 }
 
 // checkCollisions finds names and paths in the user's Pod that injection would clash with.
-func checkCollisions(pod *corev1.Pod, spec *Spec) field.ErrorList {
+func checkCollisions(pod *Pod, spec *Spec) field.ErrorList {
 	var errs field.ErrorList
 	if spec == nil || spec.Empty() {
 		return nil
@@ -195,16 +200,18 @@ func checkCollisions(pod *corev1.Pod, spec *Spec) field.ErrorList {
 	if len(spec.Fetches) > 0 {
 		reserved[FetchContainerName] = "the injected fetch container"
 	}
-	check := func(p *field.Path, cs []corev1.Container) {
-		for i, c := range cs {
-			if what, ok := reserved[c.Name]; ok {
-				errs = append(errs, field.Invalid(p.Index(i).Child("name"), c.Name,
-					fmt.Sprintf("name is reserved for %s of depends-on.dev/; rename the container", what)))
-			}
+	check := func(p *field.Path, i int, name string) {
+		if what, ok := reserved[name]; ok {
+			errs = append(errs, field.Invalid(p.Index(i).Child("name"), name,
+				fmt.Sprintf("name is reserved for %s of depends-on.dev/; rename the container", what)))
 		}
 	}
-	check(field.NewPath("spec", "initContainers"), pod.Spec.InitContainers)
-	check(field.NewPath("spec", "containers"), pod.Spec.Containers)
+	for i, c := range pod.Spec.InitContainers {
+		check(field.NewPath("spec", "initContainers"), i, c.Name)
+	}
+	for i, c := range pod.Spec.Containers {
+		check(field.NewPath("spec", "containers"), i, c.Name)
+	}
 	if len(spec.Fetches) == 0 {
 		return errs
 	}
@@ -231,7 +238,7 @@ func checkCollisions(pod *corev1.Pod, spec *Spec) field.ErrorList {
 
 // apply adds the injected containers, volume and mounts to pod (a base Pod), and
 // the record of what it added.
-func (in *Injector) apply(pod *corev1.Pod, spec *Spec) {
+func (in *Injector) apply(pod *Pod, spec *Spec) {
 	if spec.Empty() {
 		return
 	}
@@ -259,10 +266,10 @@ func (in *Injector) apply(pod *corev1.Pod, spec *Spec) {
 		st.Volumes = []string{FetchVolumeName}
 
 		limit := in.cfg.FetchSizeLimit.DeepCopy()
-		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{
+		pod.Spec.Volumes = append(pod.Spec.Volumes, Volume{Name: FetchVolumeName, Whole: &corev1.Volume{
 			Name:         FetchVolumeName,
 			VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: &limit}},
-		})
+		}})
 		for ci := range pod.Spec.Containers {
 			for i, f := range spec.Fetches {
 				pod.Spec.Containers[ci].VolumeMounts = append(pod.Spec.Containers[ci].VolumeMounts, corev1.VolumeMount{
@@ -290,11 +297,12 @@ func (st *Status) encode() string {
 	return string(b)
 }
 
-func timeoutArgs(d interface{ String() string }) []string {
-	if s := d.String(); s != "0s" {
-		return []string{"--timeout=" + s}
+// timeoutArgs is the --timeout flag for d; 0 (wait forever) is the binary's default.
+func timeoutArgs(d time.Duration) []string {
+	if d == 0 {
+		return nil
 	}
-	return nil
+	return []string{"--timeout=" + d.String()}
 }
 
 var unsafeFileChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)

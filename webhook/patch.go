@@ -18,7 +18,7 @@ import (
 // anything injected before is removed by index, then the injected containers are
 // added in front of the Pod's own init containers, and the user's containers are
 // only ever appended to.
-func (in *Injector) Patch(pod *corev1.Pod, namespace string) ([]jsonpatch.Operation, error) {
+func (in *Injector) Patch(pod *Pod, namespace string) ([]jsonpatch.Operation, error) {
 	r, err := in.compute(pod, namespace)
 	if err != nil {
 		return nil, err
@@ -44,24 +44,23 @@ func (in *Injector) Patch(pod *corev1.Pod, namespace string) ([]jsonpatch.Operat
 }
 
 // removeOps removes what prev records, from the back of each list so indexes stay valid.
-func removeOps(pod *corev1.Pod, prev *Status) []jsonpatch.Operation {
+func removeOps(pod *Pod, prev *Status) []jsonpatch.Operation {
 	var ops []jsonpatch.Operation
-	mounts := func(base string, cs []corev1.Container, skip func(corev1.Container) bool) {
-		for i, c := range cs {
-			if skip(c) {
-				continue
-			}
-			for j := len(c.VolumeMounts) - 1; j >= 0; j-- {
-				if slices.Contains(prev.Volumes, c.VolumeMounts[j].Name) {
-					ops = append(ops, remove(base+"/"+strconv.Itoa(i)+"/volumeMounts/"+strconv.Itoa(j)))
-				}
+	mounts := func(base string, i int, ms []corev1.VolumeMount) {
+		for j := len(ms) - 1; j >= 0; j-- {
+			if slices.Contains(prev.Volumes, ms[j].Name) {
+				ops = append(ops, remove(base+"/"+strconv.Itoa(i)+"/volumeMounts/"+strconv.Itoa(j)))
 			}
 		}
 	}
-	mounts("/spec/containers", pod.Spec.Containers, func(corev1.Container) bool { return false })
-	mounts("/spec/initContainers", pod.Spec.InitContainers, func(c corev1.Container) bool {
-		return slices.Contains(prev.InitContainers, c.Name) // removed whole below
-	})
+	for i, c := range pod.Spec.Containers {
+		mounts("/spec/containers", i, c.VolumeMounts)
+	}
+	for i, c := range pod.Spec.InitContainers {
+		if !slices.Contains(prev.InitContainers, c.Name) { // else removed whole below
+			mounts("/spec/initContainers", i, c.VolumeMounts)
+		}
+	}
 	for i := len(pod.Spec.InitContainers) - 1; i >= 0; i-- {
 		if slices.Contains(prev.InitContainers, pod.Spec.InitContainers[i].Name) {
 			ops = append(ops, remove("/spec/initContainers/"+strconv.Itoa(i)))
@@ -80,7 +79,7 @@ var injectedAnnotationPath = "/metadata/annotations/" + escapePointer(Annotation
 // addOps turns base into desired, knowing desired only adds to base: init
 // containers in front (the ones apply built, as JSON), volumes and mounts at
 // the end, and the record annotation.
-func (in *Injector) addOps(base, desired *corev1.Pod, hadRecord bool) ([]jsonpatch.Operation, error) {
+func (in *Injector) addOps(base, desired *Pod, hadRecord bool) ([]jsonpatch.Operation, error) {
 	var ops []jsonpatch.Operation
 	if n := len(desired.Spec.InitContainers) - len(base.Spec.InitContainers); n > 0 {
 		if len(base.Spec.InitContainers) == 0 {
@@ -99,10 +98,10 @@ func (in *Injector) addOps(base, desired *corev1.Pod, hadRecord bool) ([]jsonpat
 			}
 		}
 	}
-	ops = appendOps(ops, "/spec/volumes", base.Spec.Volumes, desired.Spec.Volumes)
+	ops = appendOps(ops, "/spec/volumes", base.Spec.Volumes, desired.Spec.Volumes, func(v Volume) *corev1.Volume { return v.Whole })
 	for i := range desired.Spec.Containers {
 		ops = appendOps(ops, "/spec/containers/"+strconv.Itoa(i)+"/volumeMounts",
-			base.Spec.Containers[i].VolumeMounts, desired.Spec.Containers[i].VolumeMounts)
+			base.Spec.Containers[i].VolumeMounts, desired.Spec.Containers[i].VolumeMounts, func(m corev1.VolumeMount) corev1.VolumeMount { return m })
 	}
 	key := injectedAnnotationPath
 	if v, ok := desired.Annotations[AnnotationInjected]; ok {
@@ -114,17 +113,23 @@ func (in *Injector) addOps(base, desired *corev1.Pod, hadRecord bool) ([]jsonpat
 	return ops, nil
 }
 
-// appendOps adds the tail of desired that base lacks: the whole list when base
-// has none (the field may be absent), else one "-" append per element.
-func appendOps[T any](ops []jsonpatch.Operation, p string, base, desired []T) []jsonpatch.Operation {
+// appendOps adds the tail of desired that base lacks, as value encodes each
+// element: the whole list when base has none (the field may be absent), else
+// one "-" append per element. (Only injected elements are ever appended, and
+// those are whole.)
+func appendOps[T, V any](ops []jsonpatch.Operation, p string, base, desired []T, value func(T) V) []jsonpatch.Operation {
 	if len(desired) <= len(base) {
 		return ops
 	}
 	if len(base) == 0 {
-		return append(ops, add(p, desired))
+		vs := make([]V, len(desired))
+		for i, v := range desired {
+			vs[i] = value(v)
+		}
+		return append(ops, add(p, vs))
 	}
 	for _, v := range desired[len(base):] {
-		ops = append(ops, add(p+"/-", v))
+		ops = append(ops, add(p+"/-", value(v)))
 	}
 	return ops
 }

@@ -3,56 +3,55 @@ package webhook
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 )
 
-// readPod decodes the parts of a Pod (JSON, as the API server sends it) that
-// injection reads: name, generateName, namespace and annotations, init
-// containers and os in full, the name of each container and volume, and the
-// name and mountPath of each volumeMount (all of the injected volume and its
-// mounts). Anything that starts reading another field of the Pod must be
-// added here: TestReadPodRandomPods fails otherwise. Nothing else is decoded: an API server Pod spends most of its
-// bytes on managedFields, env, probes and resources, and decoding them into a
-// corev1.Pod cost more than the whole decode of the AdmissionReview.
+// ReadPod decodes the JSON of a Pod, as the API server sends it, or of a pod
+// template (the same "metadata" and "spec"), into the part injection reads.
 //
-// The whole document is still checked to be well-formed JSON, and what is read
-// is type-checked as json.Unmarshal would; the fields it does not read are not
-// type-checked (the API server has decoded and encoded them itself). Patch reads nothing else of a Pod, so it returns the same
-// operations for the partial Pod as for the whole one (FuzzReadPod checks it).
-// Whenever the document looks unusual (a key that only matches a field by case,
-// a repeated or escaped key, a value of an unexpected JSON type), readPod
-// decodes the whole Pod with json.Unmarshal instead, so that errors and
-// edge cases are exactly those of encoding/json.
-func readPod(raw []byte) (*corev1.Pod, error) {
+// Only that part is decoded: an API server Pod spends most of its bytes on
+// managedFields, env, probes and resources, and decoding them into a
+// corev1.Pod cost more than the whole decode of the AdmissionReview. The
+// whole document is still checked to be well-formed JSON, and what is read is
+// type-checked as json.Unmarshal would; the fields it does not read are not
+// type-checked (the API server has decoded and encoded them itself).
+// Whenever the document looks unusual (a key that only matches a field by
+// case, a repeated or escaped key, a value of an unexpected JSON type),
+// ReadPod decodes the whole Pod with json.Unmarshal instead, so that errors
+// and edge cases are exactly those of encoding/json (FuzzReadPod checks that
+// both give the same Pod).
+func ReadPod(raw []byte) (*Pod, error) {
 	if pod, ok := readPodFast(raw); ok {
 		return pod, nil
 	}
 	var pod corev1.Pod
 	if err := json.Unmarshal(raw, &pod); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("decode Pod: %w", err)
 	}
-	return &pod, nil
+	return PodFrom(&pod), nil
 }
 
-// readPodFast is readPod without the fallback; ok=false asks for the full
+// The JSON field names readPodFast reads, per object.
+var (
+	podFields       = []string{"metadata", "spec"}
+	metaFields      = []string{"name", "generateName", "namespace", "annotations"}
+	specFields      = []string{"initContainers", "containers", "volumes", "os"}
+	containerFields = []string{"name", "volumeMounts"}
+	volumeFields    = []string{"name"}
+	mountFields     = []string{"name", "mountPath", "readOnly", "subPath", "subPathExpr", "mountPropagation", "recursiveReadOnly"}
+)
+
+// readPodFast is ReadPod without the fallback; ok=false asks for the full
 // decode. It walks the document once, decoding the fields it reads in place.
-func readPodFast(raw []byte) (pod *corev1.Pod, ok bool) {
+func readPodFast(raw []byte) (pod *Pod, ok bool) {
 	s := &scanner{d: raw}
-	pod = &corev1.Pod{}
-	var seen [2]bool
+	pod = &Pod{}
 	s.ws()
-	if !s.members(1, func(key []byte, sc *scanner) bool {
-		i := match(key, "metadata", "spec")
-		switch {
-		case i == -1:
-			return sc.skip(2)
-		case i < -1 || seen[i]:
-			return false
-		}
-		seen[i] = true
+	if !s.fields(1, podFields, func(i int, sc *scanner) bool {
 		if sc.null() {
 			return true
 		}
@@ -70,17 +69,8 @@ func readPodFast(raw []byte) (pod *corev1.Pod, ok bool) {
 }
 
 // decodeMeta decodes the metadata fields injection reads from the object at sc.
-func decodeMeta(sc *scanner, pod *corev1.Pod) bool {
-	var seen [4]bool
-	return sc.members(2, func(key []byte, sc *scanner) bool {
-		i := match(key, "name", "generateName", "namespace", "annotations")
-		switch {
-		case i == -1:
-			return sc.skip(3)
-		case i < -1 || seen[i]:
-			return false
-		}
-		seen[i] = true
+func decodeMeta(sc *scanner, pod *Pod) bool {
+	return sc.fields(2, metaFields, func(i int, sc *scanner) bool {
 		switch i {
 		case 0:
 			return sc.decodeString(&pod.Name)
@@ -96,17 +86,8 @@ func decodeMeta(sc *scanner, pod *corev1.Pod) bool {
 // decodeSpec decodes from the object at sc the init containers and os in
 // full, the name and volumeMounts of each container, and the name of each
 // volume (in full for the one the webhook injects).
-func decodeSpec(sc *scanner, spec *corev1.PodSpec) bool {
-	var seen [4]bool
-	return sc.members(2, func(key []byte, sc *scanner) bool {
-		i := match(key, "initContainers", "containers", "volumes", "os")
-		switch {
-		case i == -1:
-			return sc.skip(3)
-		case i < -1 || seen[i]:
-			return false
-		}
-		seen[i] = true
+func decodeSpec(sc *scanner, spec *PodSpec) bool {
+	return sc.fields(2, specFields, func(i int, sc *scanner) bool {
 		switch i {
 		case 0:
 			return sc.decode(&spec.InitContainers)
@@ -119,138 +100,135 @@ func decodeSpec(sc *scanner, spec *corev1.PodSpec) bool {
 	})
 }
 
-// decodeContainers decodes the name and volumeMounts of each container. The
-// other fields are left out: Patch never reads them, and it compares
-// containers only index by index, each with its own copy (see readPod).
-// Mounts are decoded as volumes are (see decodeVolumes): name and mountPath,
-// all of the mount of the injected volume.
-func decodeContainers(sc *scanner, out *[]corev1.Container) bool {
+// decodeContainers decodes the name and volumeMounts of each container.
+func decodeContainers(sc *scanner, out *[]Container) bool {
 	if sc.null() {
 		return true
 	}
-	type slim struct {
-		name   string
-		mounts []corev1.VolumeMount
-	}
-	var found []slim
+	cs := []Container{}
 	ok := sc.elements(3, func(sc *scanner) bool {
-		var c slim
-		var seen [2]bool
-		ok := sc.members(4, func(key []byte, sc *scanner) bool {
-			i := match(key, "name", "volumeMounts")
-			switch {
-			case i == -1:
-				return sc.skip(5)
-			case i < -1 || seen[i]:
-				return false
-			}
-			seen[i] = true
+		var c Container
+		ok := sc.fields(4, containerFields, func(i int, sc *scanner) bool {
 			if i == 0 {
-				return sc.decodeString(&c.name)
+				return sc.decodeString(&c.Name)
 			}
-			return decodeMounts(sc, &c.mounts)
+			return decodeMounts(sc, &c.VolumeMounts)
 		})
-		found = append(found, c)
+		cs = append(cs, c)
 		return ok
 	})
-	// One allocation of the (large) containers.
-	cs := make([]corev1.Container, len(found))
-	for i, c := range found {
-		cs[i].Name, cs[i].VolumeMounts = c.name, c.mounts
-	}
 	*out = cs
 	return ok
 }
 
 // decodeVolumes decodes the name of each volume, and the whole volume if it
-// has the name of the one the webhook injects. Patch reads only the names of
-// the others: strip removes only volumes of that name (a record naming another
-// one is refused), so a kept volume is never compared with a different one.
-func decodeVolumes(sc *scanner, out *[]corev1.Volume) bool {
+// has the name of the one the webhook injects.
+func decodeVolumes(sc *scanner, out *[]Volume) bool {
 	if sc.null() {
 		return true
 	}
-	var names []string
-	var ours map[int]corev1.Volume
+	vs := []Volume{}
 	ok := sc.elements(3, func(sc *scanner) bool {
 		start := sc.i
-		var name string
-		var seen bool
-		if !sc.members(4, func(key []byte, sc *scanner) bool {
-			switch i := match(key, "name"); {
-			case i == -1:
-				return sc.skip(5)
-			case i < -1 || seen:
-				return false
-			}
-			seen = true
-			return sc.decodeString(&name)
+		var v Volume
+		if !sc.fields(4, volumeFields, func(_ int, sc *scanner) bool {
+			return sc.decodeString(&v.Name)
 		}) {
 			return false
 		}
-		if name == FetchVolumeName {
-			var v corev1.Volume
-			if json.Unmarshal(sc.d[start:sc.i], &v) != nil {
+		if v.Name == FetchVolumeName {
+			v.Whole = &corev1.Volume{}
+			if json.Unmarshal(sc.d[start:sc.i], v.Whole) != nil {
 				return false
 			}
-			if ours == nil {
-				ours = map[int]corev1.Volume{}
-			}
-			ours[len(names)] = v
 		}
-		names = append(names, name)
+		vs = append(vs, v)
 		return true
 	})
-	vs := make([]corev1.Volume, len(names))
-	for i, name := range names {
-		if v, ok := ours[i]; ok {
-			vs[i] = v
-		} else {
-			vs[i].Name = name
-		}
-	}
 	*out = vs
 	return ok
 }
 
-// decodeMounts decodes the name and mountPath of each volumeMount, and the
-// whole mount if it mounts the volume the webhook injects.
+// decodeMounts decodes each volumeMount in full.
 func decodeMounts(sc *scanner, out *[]corev1.VolumeMount) bool {
 	if sc.null() {
 		return true
 	}
 	ms := make([]corev1.VolumeMount, 0, 4)
 	ok := sc.elements(5, func(sc *scanner) bool {
-		start := sc.i
 		var m corev1.VolumeMount
-		var seen [2]bool
-		if !sc.members(6, func(key []byte, sc *scanner) bool {
-			i := match(key, "name", "mountPath")
-			switch {
-			case i == -1:
-				return sc.skip(7)
-			case i < -1 || seen[i]:
-				return false
-			}
-			seen[i] = true
-			if i == 0 {
+		if !sc.fields(6, mountFields, func(i int, sc *scanner) bool {
+			switch i {
+			case 0:
 				return sc.decodeString(&m.Name)
+			case 1:
+				return sc.decodeString(&m.MountPath)
+			case 2:
+				return sc.decodeBool(&m.ReadOnly)
+			case 3:
+				return sc.decodeString(&m.SubPath)
+			case 4:
+				return sc.decodeString(&m.SubPathExpr)
+			case 5:
+				return decodeStringPtr(sc, &m.MountPropagation)
 			}
-			return sc.decodeString(&m.MountPath)
+			return decodeStringPtr(sc, &m.RecursiveReadOnly)
 		}) {
 			return false
-		}
-		if m.Name == FetchVolumeName {
-			m = corev1.VolumeMount{}
-			if json.Unmarshal(sc.d[start:sc.i], &m) != nil {
-				return false
-			}
 		}
 		ms = append(ms, m)
 		return true
 	})
 	*out = ms
 	return ok
+}
+
+// fields walks the object at s, nested at depth, calling f with the index in
+// names of each member it names (f must consume the value). Other members are
+// skipped; a member named twice, or named only by case folding or through an
+// escape, makes the scan give up (encoding/json decides those).
+func (s *scanner) fields(depth int, names []string, f func(i int, s *scanner) bool) bool {
+	var seen uint64 // names has at most 64 entries
+	return s.members(depth, func(key []byte, sc *scanner) bool {
+		i := match(key, names...)
+		switch {
+		case i == -1:
+			return sc.skip(depth + 1)
+		case i < -1 || seen&(1<<i) != 0:
+			return false
+		}
+		seen |= 1 << i
+		return f(i, sc)
+	})
+}
+
+// decodeBool decodes a JSON boolean (or null) into *v.
+func (s *scanner) decodeBool(v *bool) bool {
+	switch {
+	case s.null():
+		return true
+	case s.lit("true"):
+		*v = true
+		return true
+	case s.lit("false"):
+		*v = false
+		return true
+	}
+	return false
+}
+
+// decodeStringPtr decodes a JSON string into a new *T (null leaves it nil).
+func decodeStringPtr[T ~string](s *scanner, v **T) bool {
+	if s.null() {
+		return true
+	}
+	var str string
+	if !s.decodeString(&str) {
+		return false
+	}
+	t := T(str)
+	*v = &t
+	return true
 }
 
 // null consumes a JSON null at sc, if there is one (encoding/json leaves the

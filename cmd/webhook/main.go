@@ -64,7 +64,7 @@ func defaultWaitImage() string {
 	if waitImage != "" {
 		return waitImage
 	}
-	return "depends-on/wait-for-service:" + version
+	return webhook.WaitImageName + ":" + version
 }
 
 func parseFlags(args []string, out io.Writer) (*cliOptions, error) {
@@ -91,6 +91,8 @@ func parseFlags(args []string, out io.Writer) (*cliOptions, error) {
 	cpuLim := fs.String("wait-cpu-limit", def.Resources.Limits.Cpu().String(), "CPU limit of each injected container (empty: none)")
 	memLim := fs.String("wait-memory-limit", def.Resources.Limits.Memory().String(), "memory limit of each injected container")
 	fetchLimit := fs.String("fetch-size-limit", def.FetchSizeLimit.String(), "sizeLimit of the fetch emptyDir, and the cap on each download")
+	inFlight := fs.String("max-in-flight-bytes", resource.NewQuantity(webhook.DefaultMaxInFlightBytes, resource.BinarySI).String(),
+		"bytes of AdmissionReview bodies handled at once; more wait up to 1s, then get 429 (bounds memory)")
 	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
 	o.zap.BindFlags(fs)
 
@@ -122,6 +124,11 @@ func parseFlags(args []string, out io.Writer) (*cliOptions, error) {
 		cfg.Resources.Limits[corev1.ResourceCPU] = quantity("wait-cpu-limit", *cpuLim)
 	}
 	cfg.FetchSizeLimit = quantity("fetch-size-limit", *fetchLimit)
+	if q := quantity("max-in-flight-bytes", *inFlight); q.Value() < webhook.DefaultMaxRequestBytes {
+		errs = append(errs, fmt.Errorf("--max-in-flight-bytes=%s: must be at least the largest request, %d bytes", *inFlight, webhook.DefaultMaxRequestBytes))
+	} else {
+		s.maxInFlightBytes = q.Value()
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

@@ -125,8 +125,8 @@ func TestServe(t *testing.T) {
 
 	metrics := get(t, "http://"+o.metricsAddr+"/metrics")
 	for _, want := range []string{
-		`depends_on_admission_decisions_total{decision="patched"} 1`,
-		`depends_on_admission_decisions_total{decision="denied"} 1`,
+		`depends_on_admission_decisions_total{decision="patched",reason="injected"} 1`,
+		`depends_on_admission_decisions_total{decision="denied",reason="invalid"} 1`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q:\n%s", want, grep(metrics, "depends_on"))

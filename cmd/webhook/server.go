@@ -32,6 +32,7 @@ type serverOptions struct {
 	drainPeriod             time.Duration
 	shutdownTimeout         time.Duration
 	injector                webhook.Config
+	maxInFlightBytes        int64
 	version                 string
 	// registry receives the metrics; nil means controller-runtime's registry,
 	// which already holds its webhook request metrics.
@@ -39,10 +40,12 @@ type serverOptions struct {
 	gatherer prometheus.Gatherer
 }
 
-// decisionCounter counts admission decisions in Prometheus.
+// decisionCounter counts admission outcomes in Prometheus.
 type decisionCounter struct{ vec *prometheus.CounterVec }
 
-func (d decisionCounter) Record(dec webhook.Decision) { d.vec.WithLabelValues(string(dec)).Inc() }
+func (d decisionCounter) Record(o webhook.Outcome) {
+	d.vec.WithLabelValues(string(o.Decision), string(o.Reason)).Inc()
+}
 
 // run serves until ctx is done, then drains: /readyz fails and connections are
 // closed after their current response for drainPeriod, so the Service's endpoints
@@ -61,17 +64,18 @@ func run(ctx context.Context, o serverOptions, log logr.Logger) error {
 	}
 	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "depends_on_admission_decisions_total",
-		Help: "Pod admission requests by decision: allowed (nothing to inject), patched, denied, errored.",
-	}, []string{"decision"})
-	for _, d := range []webhook.Decision{webhook.DecisionAllowed, webhook.DecisionPatched, webhook.DecisionDenied, webhook.DecisionErrored} {
-		decisions.WithLabelValues(string(d))
+		Help: "Admission requests by decision (allowed: nothing to inject, patched, denied, errored) and reason.",
+	}, []string{"decision", "reason"})
+	for _, o := range webhook.Outcomes() {
+		decisions.WithLabelValues(string(o.Decision), string(o.Reason))
 	}
 	if err := reg.Register(decisions); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
 	defer reg.Unregister(decisions)
 
-	handler := webhook.NewHandler(injector, webhook.HandlerOptions{Recorder: decisionCounter{decisions}})
+	recorder := decisionCounter{decisions}
+	handler := webhook.NewHandler(injector, webhook.HandlerOptions{Recorder: recorder})
 	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{
 		Host:    o.host,
 		Port:    o.port,
@@ -83,7 +87,11 @@ func run(ctx context.Context, o serverOptions, log logr.Logger) error {
 		}},
 	})
 	var draining atomic.Bool
-	srv.Register(MutatePath, closeWhenDraining(&draining, &reviewHandler{handler: handler, log: log.WithName("admission")}))
+	srv.Register(MutatePath, closeWhenDraining(&draining, webhook.NewReviewHandler(handler, webhook.ReviewOptions{
+		Logger:           log.WithName("admission"),
+		Recorder:         recorder,
+		MaxInFlightBytes: o.maxInFlightBytes,
+	})))
 
 	started := srv.StartedChecker()
 	health := &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}

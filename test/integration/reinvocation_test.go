@@ -195,10 +195,11 @@ func TestReinvocation(t *testing.T) {
 			case "annotation":
 				final.Annotations[zzTouched] = "true"
 			}
-			expected, err := injector.Inject(final, ns)
+			out, err := injector.Inject(webhook.PodFrom(final), ns)
 			if err != nil {
 				t.Fatal(err)
 			}
+			expected := withInjected(final, out)
 			expectSameParts(t, "stored vs injector", partsOf(stored), partsOf(expected))
 			if got, want := names(stored.Spec.InitContainers), []string{webhook.WaitContainerName, webhook.FetchContainerName}; !slices.Equal(got, want) {
 				t.Errorf("init containers %v, want %v", got, want)
@@ -222,4 +223,22 @@ func TestReinvocation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withInjected is pod with the parts injection changes taken from out, what
+// Injector.Inject made of it: it only appends volumes and mounts, so the
+// user's keep their indexes.
+func withInjected(pod *corev1.Pod, out *webhook.Pod) *corev1.Pod {
+	p := pod.DeepCopy()
+	p.Annotations = out.Annotations
+	p.Spec.InitContainers = out.Spec.InitContainers
+	for i, v := range out.Spec.Volumes {
+		if i >= len(p.Spec.Volumes) {
+			p.Spec.Volumes = append(p.Spec.Volumes, *v.Whole)
+		}
+	}
+	for i := range p.Spec.Containers {
+		p.Spec.Containers[i].VolumeMounts = out.Spec.Containers[i].VolumeMounts
+	}
+	return p
 }

@@ -1,4 +1,4 @@
-package main
+package webhook
 
 import (
 	"context"
@@ -9,16 +9,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-
-	"github.com/depends-on/depends-on/webhook"
 )
 
-func reviewServer(t *testing.T, h admission.Handler) *httptest.Server {
+func reviewServer(t *testing.T, h admission.Handler, opts ReviewOptions) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(&reviewHandler{handler: h, log: logr.Discard()})
+	srv := httptest.NewServer(NewReviewHandler(h, opts))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -48,11 +45,8 @@ const reviewJSON = `{"apiVersion":"%s","kind":"AdmissionReview","request":{"uid"
 "object":{"metadata":{"name":"p","annotations":{"depends-on.dev/services":"mydb:5432"}},"spec":{"containers":[{"name":"app","image":"app"}]}}}}`
 
 func TestReviewHandler(t *testing.T) {
-	in, err := webhook.NewInjector(webhook.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := reviewServer(t, webhook.NewHandler(in, webhook.HandlerOptions{}))
+	rec := &countRecorder{}
+	srv := reviewServer(t, NewHandler(testInjector(t), HandlerOptions{Recorder: rec}), ReviewOptions{Recorder: rec})
 
 	for _, version := range []string{"admission.k8s.io/v1", "admission.k8s.io/v1beta1"} {
 		out, code := send(t, srv.URL, http.MethodPost, "application/json; charset=utf-8", strings.Replace(reviewJSON, "%s", version, 1))
@@ -62,34 +56,47 @@ func TestReviewHandler(t *testing.T) {
 			t.Errorf("%s: HTTP %d, review %+v, response %+v, patch %s", version, code, out.TypeMeta, r, r.Patch)
 		}
 	}
+	if got := rec.get(Outcome{DecisionPatched, ReasonInjected}); got != 2 {
+		t.Errorf("patched/injected recorded %d times, want 2", got)
+	}
 
 	bad := []struct {
 		name, method, contentType, body string
 		code                            int32
 		uid                             string
+		reason                          Reason
 	}{
-		{"GET", http.MethodGet, "application/json", "", http.StatusMethodNotAllowed, ""},
-		{"content type", http.MethodPost, "text/plain", "{}", http.StatusUnsupportedMediaType, ""},
-		{"not JSON", http.MethodPost, "application/json", "{", http.StatusBadRequest, ""},
-		{"no request", http.MethodPost, "application/json", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`, http.StatusBadRequest, ""},
-		{"other apiVersion", http.MethodPost, "application/json", strings.Replace(reviewJSON, "%s", "v1", 1), http.StatusBadRequest, "u-1"},
-		{"too large", http.MethodPost, "application/json", `{"x":"` + strings.Repeat("a", maxReviewBytes) + `"}`, http.StatusRequestEntityTooLarge, ""},
+		{"GET", http.MethodGet, "application/json", "", http.StatusMethodNotAllowed, "", ReasonMethod},
+		{"content type", http.MethodPost, "text/plain", "{}", http.StatusUnsupportedMediaType, "", ReasonContentType},
+		{"not JSON", http.MethodPost, "application/json", "{", http.StatusBadRequest, "", ReasonMalformed},
+		{"no request", http.MethodPost, "application/json", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`, http.StatusBadRequest, "", ReasonMalformed},
+		{"other apiVersion", http.MethodPost, "application/json", strings.Replace(reviewJSON, "%s", "v1", 1), http.StatusBadRequest, "u-1", ReasonMalformed},
+		{"object not a Pod", http.MethodPost, "application/json", strings.Replace(strings.Replace(reviewJSON, "%s", "admission.k8s.io/v1", 1), `{"metadata"`, `{"spec":{"containers":"x"},"metadata"`, 1), http.StatusBadRequest, "u-1", ReasonMalformed},
+		{"too large", http.MethodPost, "application/json", `{"x":"` + strings.Repeat("a", DefaultMaxRequestBytes) + `"}`, http.StatusRequestEntityTooLarge, "", ReasonOversize},
 	}
 	for _, b := range bad {
+		before := rec.get(Outcome{DecisionErrored, b.reason})
 		out, code := send(t, srv.URL, b.method, b.contentType, b.body)
 		r := out.Response
 		if code != http.StatusOK || r.Allowed || r.Result == nil || r.Result.Code != b.code || string(r.UID) != b.uid {
 			t.Errorf("%s: HTTP %d, response %+v", b.name, code, r)
 		}
+		if got := rec.get(Outcome{DecisionErrored, b.reason}) - before; got != 1 {
+			t.Errorf("%s: errored/%s recorded %d times, want 1", b.name, b.reason, got)
+		}
 	}
 }
 
 func TestReviewHandlerRecoversPanics(t *testing.T) {
+	rec := &countRecorder{}
 	srv := reviewServer(t, admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
 		panic("boom")
-	}))
+	}), ReviewOptions{Recorder: rec})
 	out, _ := send(t, srv.URL, http.MethodPost, "application/json", strings.Replace(reviewJSON, "%s", "admission.k8s.io/v1", 1))
 	if r := out.Response; r.Allowed || r.Result == nil || r.Result.Code != http.StatusInternalServerError || r.UID != "u-1" || !strings.Contains(r.Result.Message, "boom") {
 		t.Fatalf("response %+v", r)
+	}
+	if got := rec.get(Outcome{DecisionErrored, ReasonPanic}); got != 1 {
+		t.Errorf("errored/panic recorded %d times, want 1", got)
 	}
 }
