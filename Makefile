@@ -23,11 +23,20 @@ vet: ## Run go vet.
 build: ## Build all binaries into ./bin.
 	$(GO) build -o $(LOCALBIN)/ ./cmd/...
 
-.PHONY: test
-test: ## Unit + integration tests: gofmt, vet, go test -race, short fuzzing.
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+.PHONY: lint
+lint: ## gofmt, go vet (also with the e2e tag) and staticcheck: no findings.
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./test/e2e
+	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags e2e ./test/e2e
+
+.PHONY: test
+test: lint ## Unit + integration tests: lint, go test -race, short fuzzing.
 	KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" $(GO) test -race -count=1 ./...
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
 
@@ -59,9 +68,13 @@ envtest: ## Print the KUBEBUILDER_ASSETS directory the tests use (runs setup-env
 
 FUZZTIME ?= 10s
 .PHONY: fuzz
-fuzz: ## Run each fuzz test of webhook/ for FUZZTIME (default 10s; the seed corpus also runs in make test).
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./webhook
-	$(GO) test -run '^$$' -fuzz '^FuzzPatch$$' -fuzztime $(FUZZTIME) ./webhook
+fuzz: ## Run every fuzz test (func Fuzz* in a _test.go file) for FUZZTIME each (default 10s; the seed corpora also run in make test).
+	@set -e; \
+	git grep -o -e '^func Fuzz[A-Za-z0-9_]*' -- '*_test.go' | while IFS=: read -r file fn; do \
+	  f="$${fn#func }"; pkg="./$$(dirname "$$file")"; \
+	  echo "$(GO) test -run '^$$' -fuzz '^$$f$$' -fuzztime $(FUZZTIME) $$pkg"; \
+	  $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) "$$pkg" </dev/null; \
+	done
 
 .PHONY: run
 run: certs-local ## Run the webhook locally on https://localhost:9443/mutate with a throwaway certificate (see README).
@@ -94,7 +107,9 @@ readiness: ## Readiness detection of wait-for-service (tcp, http, dns) vs the do
 ##@ Images and install
 
 IMG ?= depends-on/webhook:$(VERSION)
-WAIT_IMG ?= depends-on/wait-for-service:$(VERSION)
+# The image name is written once, in webhook/config.go (WaitImageName).
+WAIT_IMAGE_NAME := $(shell sed -n 's/^const WaitImageName = "\(.*\)"$$/\1/p' webhook/config.go)
+WAIT_IMG ?= $(WAIT_IMAGE_NAME):$(VERSION)
 DOCKER ?= docker
 KUBECTL ?= kubectl
 # Extra flags for docker build, e.g. --network host (printed by the offline kit's base-images.sh).
