@@ -3,14 +3,11 @@ package webhook
 import (
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	jsonpatchapply "github.com/evanphx/json-patch/v5"
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
 )
 
 // FuzzParse feeds arbitrary values to every key: Parse must not panic, must
@@ -49,17 +46,8 @@ func FuzzParse(f *testing.F) {
 // FuzzPatch feeds arbitrary Pod JSON through Patch. It must not panic; a patch it
 // returns must apply to the document and leave a Pod that needs no further patch.
 func FuzzPatch(f *testing.F) {
-	inputs, _ := filepath.Glob("testdata/*.yaml")
-	for _, in := range inputs {
-		src, err := os.ReadFile(in)
-		if err != nil {
-			f.Fatal(err)
-		}
-		doc, err := yaml.YAMLToJSON(src)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(doc)
+	for _, g := range goldenDocs(f) {
+		f.Add(g.doc)
 	}
 	f.Add([]byte(myappPod))
 	f.Add([]byte(`{"metadata":{"annotations":{"depends-on.dev/injected":"{\"version\":1,\"initContainers\":[\"a\",\"a\"],\"volumes\":[\"v\"]}","depends-on.dev/tcp":"a:1"}},"spec":{"initContainers":[{"name":"a"},{"name":"a","volumeMounts":[{"name":"v"}]}],"containers":[{"name":"c","volumeMounts":[{"name":"v"},{"name":"w"},{"name":"v"}]}],"volumes":[{"name":"v"},{"name":"v"}]}}`))

@@ -3,6 +3,7 @@ package webhook
 import (
 	"encoding/json"
 	"flag"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	jsonpatchapply "github.com/evanphx/json-patch/v5"
 	jsonpatch "gomodules.xyz/jsonpatch/v2"
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"sigs.k8s.io/yaml"
@@ -63,31 +65,63 @@ func namespaceOf(pod *corev1.Pod) string {
 	return requestNamespace
 }
 
-// TestGolden injects every testdata/x.yaml and compares the patched Pod with
-// testdata/x.injected.yaml; -update rewrites the goldens. Each output is injected
-// again and must come back unchanged with an empty patch.
-func TestGolden(t *testing.T) {
-	inputs, err := filepath.Glob("testdata/*.yaml")
+// goldenDoc is one YAML file of testdata/, as JSON.
+type goldenDoc struct {
+	path string // testdata/x.yaml or testdata/x.injected.yaml
+	doc  []byte
+}
+
+// goldenDocs loads every testdata/*.yaml (inputs and goldens) as JSON: the
+// one loader of the golden tests, the fuzz seeds and the ReadPod seeds.
+func goldenDocs(t testing.TB) []goldenDoc {
+	t.Helper()
+	paths, err := filepath.Glob("testdata/*.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	var out []goldenDoc
+	for _, p := range paths {
+		src, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, err := yaml.YAMLToJSON(src)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		out = append(out, goldenDoc{path: p, doc: doc})
+	}
+	return out
+}
+
+// TestGolden injects every testdata/x.yaml and compares the patched Pod with
+// testdata/x.injected.yaml; -update rewrites the goldens. Each input also goes
+// through the HTTP handler (an AdmissionReview in, the patch out) and must
+// give the same Pod; each output is injected again and must come back
+// unchanged with an empty patch. A golden without its input fails.
+func TestGolden(t *testing.T) {
 	in := testInjector(t)
+	srv := httptest.NewServer(NewReviewHandler(NewHandler(in, HandlerOptions{}), ReviewOptions{}))
+	t.Cleanup(srv.Close)
+	docs := goldenDocs(t)
+	inputs := map[string]bool{}
+	for _, g := range docs {
+		if !strings.HasSuffix(g.path, ".injected.yaml") {
+			inputs[strings.TrimSuffix(g.path, ".yaml")] = true
+		}
+	}
 	seen := 0
-	for _, input := range inputs {
-		if strings.HasSuffix(input, ".injected.yaml") {
+	for _, g := range docs {
+		if base, ok := strings.CutSuffix(g.path, ".injected.yaml"); ok {
+			if !inputs[base] {
+				t.Errorf("%s has no input %s.yaml: remove it, or restore the input", g.path, base)
+			}
 			continue
 		}
 		seen++
+		input, doc := g.path, g.doc
 		name := strings.TrimSuffix(filepath.Base(input), ".yaml")
 		t.Run(name, func(t *testing.T) {
-			src, err := os.ReadFile(input)
-			if err != nil {
-				t.Fatal(err)
-			}
-			doc, err := yaml.YAMLToJSON(src)
-			if err != nil {
-				t.Fatal(err)
-			}
 			full := decodePod(t, doc)
 			pod := PodFrom(full)
 			ops, err := in.Patch(pod, namespaceOf(full))
@@ -115,6 +149,23 @@ func TestGolden(t *testing.T) {
 			}
 			if string(got) != string(want) {
 				t.Errorf("%s is stale (run go test ./webhook -run TestGolden -update); got:\n%s", golden, got)
+			}
+
+			// The production path: the same Pod out of the HTTP handler.
+			resp := post(t, srv.URL, review(t, admissionv1.Create, podKind, namespaceOf(full), string(doc)))
+			if !resp.Allowed || resp.PatchType == nil {
+				t.Fatalf("handler: %+v", resp)
+			}
+			var served []jsonpatch.Operation
+			if err := json.Unmarshal(resp.Patch, &served); err != nil {
+				t.Fatal(err)
+			}
+			viaHTTP, err := yaml.JSONToYAML(applyPatch(t, doc, served))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(viaHTTP) != string(want) {
+				t.Errorf("through the handler, %s is not %s; got:\n%s", input, golden, viaHTTP)
 			}
 
 			// Inject must describe the same Pod the patch produces.

@@ -7,14 +7,11 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
 )
 
 // readPodSeeds are documents that exercise the fast path and each reason to
@@ -22,17 +19,8 @@ import (
 func readPodSeeds(t testing.TB) [][]byte {
 	t.Helper()
 	var seeds [][]byte
-	inputs, _ := filepath.Glob("testdata/*.yaml")
-	for _, in := range inputs {
-		src, err := os.ReadFile(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		doc, err := yaml.YAMLToJSON(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seeds = append(seeds, doc)
+	for _, g := range goldenDocs(t) {
+		seeds = append(seeds, g.doc)
 	}
 	seeds = append(seeds, benchPodJSON(t, true), benchPodJSON(t, false))
 	for _, s := range []string{

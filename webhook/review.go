@@ -162,8 +162,10 @@ func (h *ReviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, http.StatusServiceUnavailable, nil, ReasonCanceled, fmt.Errorf("gave up waiting for capacity: %w", ctx.Err()))
 			return
 		}
+		// Read and drop the body (a small buffer, bounded by the read
+		// deadline) so that the client reads the answer rather than a reset.
+		_, _ = io.CopyN(io.Discard, r.Body, weight)
 		w.Header().Set("Retry-After", "1")
-		w.Header().Set("Connection", "close")
 		h.failHTTP(w, http.StatusTooManyRequests, ReasonBusy, fmt.Errorf("busy: more than %d bytes of requests in flight", h.opts.MaxInFlightBytes))
 		return
 	}

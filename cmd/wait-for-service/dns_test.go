@@ -19,13 +19,13 @@ func TestDNSNameStartsResolving(t *testing.T) {
 	const delay = 600 * time.Millisecond
 	var switchedAt atomic.Pointer[time.Time]
 	timer := time.AfterFunc(delay, func() {
-		dns.set("myservice.default.svc.cluster.local.", localhost())
+		dns.Set("myservice.default.svc.cluster.local.", localhost())
 		now := time.Now()
 		switchedAt.Store(&now)
 	})
 	t.Cleanup(func() { timer.Stop() })
 
-	r := runCLI(t, t.Context(), defaultTuning(), "--timeout", "10s", "--dns-server", dns.addr,
+	r := runCLI(t, t.Context(), defaultTuning(), "--timeout", "10s", "--dns-server", dns.Addr,
 		"dns:myservice.default.svc.cluster.local.")
 	if r.code != exitReady {
 		t.Fatalf("exit code = %d, want 0", r.code)
@@ -48,7 +48,7 @@ func TestDNSNameStartsResolving(t *testing.T) {
 			t.Errorf("log does not contain %q", w)
 		}
 	}
-	if n, max := len(dns.queryTimes("myservice.default.svc.cluster.local.", dnsmessage.TypeA)), 1+int(r.elapsed()/defaultTuning().lookupInterval); n < 2 || n > max {
+	if n, max := len(dns.Times("myservice.default.svc.cluster.local.", dnsmessage.TypeA)), 1+int(r.elapsed()/defaultTuning().lookupInterval); n < 2 || n > max {
 		t.Errorf("%d A lookups in %v, want 2-%d (about one per second)", n, r.elapsed(), max)
 	}
 }
@@ -60,8 +60,8 @@ func TestDNSNameStartsResolving(t *testing.T) {
 func TestDNSQueryRateWhileWaiting(t *testing.T) {
 	t.Parallel()
 	dns := newTestDNS(t)
-	dns.set("up-http.test.", localhost())
-	dns.set("up-tcp.test.", localhost())
+	dns.Set("up-http.test.", localhost())
+	dns.Set("up-tcp.test.", localhost())
 	var requests atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
@@ -79,7 +79,7 @@ func TestDNSQueryRateWhileWaiting(t *testing.T) {
 		"up-tcp.test.":  fmt.Sprintf("tcp:up-tcp.test.:%d", closed),
 		"up-http.test.": fmt.Sprintf("http://up-http.test.:%d/ready", port),
 	}
-	args := []string{"--timeout", window.String(), "--dns-server", dns.addr}
+	args := []string{"--timeout", window.String(), "--dns-server", dns.Addr}
 	for _, target := range names {
 		args = append(args, target)
 	}
@@ -92,14 +92,14 @@ func TestDNSQueryRateWhileWaiting(t *testing.T) {
 		// within the 3 s: at ~0 and then at least lookupInterval apart.
 		// (Counted, not timed: the arrival times at the server say little on
 		// a loaded machine.)
-		n := len(dns.queryTimes(name, dnsmessage.TypeA))
+		n := len(dns.Times(name, dnsmessage.TypeA))
 		// The upper bound is the point; a lookup slowed down by a loaded
 		// machine may leave only one in the window.
 		if most := 1 + int(window/defaultTuning().lookupInterval); n < 1 || n > most {
 			t.Errorf("%s: %d A queries in %v, want 1-%d", target, n, window, most)
 		}
 		// +1: the last lookup's AAAA question may arrive before its A as the run ends.
-		if all := dns.queryCount(name); all > 2*n+1 {
+		if all := dns.Count(name); all > 2*n+1 {
 			t.Errorf("%s: %d queries in all for %d A queries, want at most A+AAAA", target, all, n)
 		}
 		if !strings.Contains(r.termLog, target+" (") {
@@ -108,14 +108,14 @@ func TestDNSQueryRateWhileWaiting(t *testing.T) {
 	}
 	// Resolved addresses are reused: the HTTP target was probed (connected)
 	// more often than its name was looked up (~8 probes for 3 lookups).
-	lookups := len(dns.queryTimes("up-http.test.", dnsmessage.TypeA))
+	lookups := len(dns.Times("up-http.test.", dnsmessage.TypeA))
 	if n := int(requests.Load()); n <= lookups {
 		t.Errorf("%d HTTP probes for %d lookups, want connects retried more often than lookups", n, lookups)
 	}
 	// Nothing goes on once the command has returned.
-	before := dns.queryCount("nx-http.test.") + dns.queryCount("up-http.test.")
+	before := dns.Count("nx-http.test.") + dns.Count("up-http.test.")
 	time.Sleep(1200 * time.Millisecond)
-	if after := dns.queryCount("nx-http.test.") + dns.queryCount("up-http.test."); after != before {
+	if after := dns.Count("nx-http.test.") + dns.Count("up-http.test."); after != before {
 		t.Errorf("%d more queries after the command returned", after-before)
 	}
 }

@@ -39,7 +39,7 @@ func localhost() netip.Addr { return netip.MustParseAddr("127.0.0.1") }
 func TestTCPPortOpensLater(t *testing.T) {
 	t.Parallel()
 	dns := newTestDNS(t)
-	dns.set("db.test.", localhost())
+	dns.Set("db.test.", localhost())
 	port := freePort(t)
 	const delay = 400 * time.Millisecond
 
@@ -63,7 +63,7 @@ func TestTCPPortOpensLater(t *testing.T) {
 	}()
 	t.Cleanup(func() { <-listening })
 
-	r := runCLI(t, ctx, defaultTuning(), "--timeout", "10s", "--dns-server", dns.addr,
+	r := runCLI(t, ctx, defaultTuning(), "--timeout", "10s", "--dns-server", dns.Addr,
 		fmt.Sprintf("tcp:127.0.0.1:%d", port), fmt.Sprintf("tcp:db.test.:%d", port))
 	if r.code != exitReady {
 		t.Fatalf("exit code = %d, want 0", r.code)
@@ -96,7 +96,7 @@ func TestTCPPortOpensLater(t *testing.T) {
 		t.Errorf("%d 'not ready' lines, want 2 (one per target and error)", n)
 	}
 	// Connects were retried every ~0.5 s but lookups stayed at ~1/s.
-	if n, max := len(dns.queryTimes("db.test.", dnsmessage.TypeA)), int(r.elapsed()/time.Second)+2; n > max {
+	if n, max := len(dns.Times("db.test.", dnsmessage.TypeA)), int(r.elapsed()/time.Second)+2; n > max {
 		t.Errorf("%d lookups of db.test. in %v, want at most %d", n, r.elapsed(), max)
 	}
 }
@@ -154,7 +154,7 @@ func TestTCPDetectionLatency(t *testing.T) {
 func TestTimeoutWritesOneLineSummary(t *testing.T) {
 	t.Parallel()
 	dns := newTestDNS(t)
-	dns.set("ok.test.", localhost())
+	dns.Set("ok.test.", localhost())
 	mux := http.NewServeMux()
 	mux.HandleFunc("/r/", redirectHandler)
 	mux.HandleFunc("/missing", http.NotFound)
@@ -178,7 +178,7 @@ func TestTimeoutWritesOneLineSummary(t *testing.T) {
 		tlsSrv.URL + "/":                                      "tls: failed to verify certificate: x509: certificate signed by unknown authority",
 		"fetch:" + t.TempDir() + "/f=" + srv.URL + "/missing": "HTTP 404 Not Found",
 	}
-	args := []string{"--timeout", "2s", "--dns-server", dns.addr, "dns:ok.test."}
+	args := []string{"--timeout", "2s", "--dns-server", dns.Addr, "dns:ok.test."}
 	for target := range unready {
 		args = append(args, target)
 	}
@@ -244,7 +244,7 @@ func TestTimeoutWritesOneLineSummary(t *testing.T) {
 func TestLongSummaryIsTruncated(t *testing.T) {
 	t.Parallel()
 	dns := newTestDNS(t)
-	args := []string{"--timeout", "300ms", "--dns-server", dns.addr}
+	args := []string{"--timeout", "300ms", "--dns-server", dns.Addr}
 	for i := range 40 {
 		args = append(args, fmt.Sprintf("dns:%s-%d.test.", strings.Repeat("x", 60), i))
 	}

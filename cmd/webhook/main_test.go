@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/depends-on/depends-on/certs/certgen"
+	"github.com/depends-on/depends-on/test/testutil"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -90,7 +90,7 @@ func TestServe(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	go func() { done <- run(ctx, o, zap.New(zap.WriteTo(&logs))) }()
 
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
@@ -162,24 +162,6 @@ func TestServe(t *testing.T) {
 	if !strings.Contains(logs.String(), `"msg":"shutdown requested: draining"`) {
 		t.Errorf("logs are not JSON lines with the drain message:\n%s", logs.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's concurrent log writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func postReview(t *testing.T, c *http.Client, url, object string) (*http.Response, *admissionv1.AdmissionResponse) {

@@ -12,7 +12,10 @@
 // start+i/rate whatever happened before, and its latency is counted from that
 // due time, so a stalled server shows up as latency instead of as requests
 // not sent (no coordinated omission). -mode=both runs max, then rate, against
-// the same server. See docs/performance.md.
+// the same server. -mode=memory posts bursts of large concurrent bodies
+// (16 x 3 MB, 8 x 7 MB, 32 x 10 MB) to a server running with GOMEMLIMIT
+// equal to the Deployment's memory limit, and prints its peak RSS, which must
+// stay under that limit. See docs/performance.md.
 package main
 
 import (
@@ -67,11 +70,15 @@ type options struct {
 	annotated   bool
 	serverBin   string
 	keep        bool
+	memLimit    int64 // bytes; -mode=memory
+	rounds      int
 }
 
 func main() {
 	var o options
-	flag.StringVar(&o.mode, "mode", "max", "max (closed loop, as fast as possible), rate (open loop at -rate), or both")
+	flag.StringVar(&o.mode, "mode", "max", "max (closed loop, as fast as possible), rate (open loop at -rate), both, or memory (bursts of large bodies)")
+	flag.Int64Var(&o.memLimit, "memory-limit", 128<<20, "-mode=memory: the server's GOMEMLIMIT and the bound on its peak RSS, in bytes (the Deployment's limit)")
+	flag.IntVar(&o.rounds, "rounds", 5, "-mode=memory: bursts of each size")
 	flag.IntVar(&o.concurrency, "concurrency", 8, "keep-alive connections (one request in flight on each)")
 	flag.Float64Var(&o.rate, "rate", 1000, "requests per second in -mode=rate")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time of each mode (at most "+maxDuration.String()+")")
@@ -90,8 +97,10 @@ func main() {
 
 func run(o options) error {
 	switch {
-	case o.mode != "max" && o.mode != "rate" && o.mode != "both":
-		return fmt.Errorf("-mode=%q: want max, rate or both", o.mode)
+	case o.mode != "max" && o.mode != "rate" && o.mode != "both" && o.mode != "memory":
+		return fmt.Errorf("-mode=%q: want max, rate, both or memory", o.mode)
+	case o.rounds < 1 || o.rounds > 100:
+		return fmt.Errorf("-rounds must be in 1..100")
 	case o.concurrency < 1 || o.concurrency > maxConcurrency:
 		return fmt.Errorf("-concurrency must be in 1..%d", maxConcurrency)
 	case o.rate <= 0 || o.rate > maxRate:
@@ -117,12 +126,16 @@ func run(o options) error {
 	if !filepath.IsAbs(podPath) {
 		podPath = filepath.Join(root, podPath)
 	}
-	body, podSize, err := review(podPath, o.annotated)
+	body, podSize, wantPatch, err := review(podPath, o.annotated, 0)
 	if err != nil {
 		return err
 	}
 
-	srv, err := startServer(root, dir, o.serverBin)
+	var env []string
+	if o.mode == "memory" {
+		env = append(env, "GOMEMLIMIT="+strconv.FormatInt(o.memLimit, 10))
+	}
+	srv, err := startServer(root, dir, o.serverBin, env)
 	if err != nil {
 		return err
 	}
@@ -131,6 +144,9 @@ func run(o options) error {
 	fmt.Printf("machine: %d CPUs (%s), GOMAXPROCS of both processes = %d; client and server share them\n",
 		runtime.NumCPU(), machine.CPUModel(), runtime.GOMAXPROCS(0))
 	fmt.Printf("pod: %s, %d bytes (annotated=%v); AdmissionReview %d bytes\n", o.pod, podSize, o.annotated, len(body))
+	if o.mode == "memory" {
+		return memory(srv, podPath, o)
+	}
 
 	modes := []string{o.mode}
 	if o.mode == "both" {
@@ -138,7 +154,7 @@ func run(o options) error {
 	}
 	var failed error
 	for _, m := range modes {
-		res, err := drive(srv, body, o, m)
+		res, err := drive(srv, body, wantPatch, o, m)
 		if err != nil {
 			return err
 		}
@@ -153,33 +169,57 @@ func run(o options) error {
 	return failed
 }
 
-// moduleRoot is the directory of the go.mod of the current module.
-
 // review wraps the Pod in the AdmissionReview the API server posts when the
-// ReplicaSet controller creates it.
-func review(path string, annotated bool) ([]byte, int, error) {
+// ReplicaSet controller creates it, and says whether the webhook should
+// patch it (it has depends-on.dev/ annotations). annotated=false removes
+// them, and their managedFields entries, as if they had never been written;
+// pad > 0 adds an annotation of that many bytes (a large object).
+func review(path string, annotated bool, pad int) ([]byte, int, bool, error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, false, err
 	}
 	var pod map[string]any
 	if err := json.Unmarshal(src, &pod); err != nil {
-		return nil, 0, fmt.Errorf("%s: %w", path, err)
+		return nil, 0, false, fmt.Errorf("%s: %w", path, err)
 	}
+	md, _ := pod["metadata"].(map[string]any)
+	ann, _ := md["annotations"].(map[string]any)
 	if !annotated {
-		if md, ok := pod["metadata"].(map[string]any); ok {
-			if ann, ok := md["annotations"].(map[string]any); ok {
-				for k := range ann {
-					if strings.HasPrefix(k, "depends-on.dev/") {
-						delete(ann, k)
-					}
+		for k := range ann {
+			if strings.HasPrefix(k, "depends-on.dev/") {
+				delete(ann, k)
+			}
+		}
+		mf, _ := md["managedFields"].([]any)
+		for _, e := range mf {
+			fields, _ := e.(map[string]any)["fieldsV1"].(map[string]any)
+			fm, _ := fields["f:metadata"].(map[string]any)
+			fa, _ := fm["f:annotations"].(map[string]any)
+			for k := range fa {
+				if strings.HasPrefix(k, "f:depends-on.dev/") {
+					delete(fa, k)
 				}
+			}
+			if fa != nil && len(fa) == 0 {
+				delete(fm, "f:annotations")
 			}
 		}
 	}
+	if pad > 0 {
+		if ann == nil {
+			ann = map[string]any{}
+			md["annotations"] = ann
+		}
+		ann["loadgen.example/padding"] = strings.Repeat("x", pad)
+	}
+	wantPatch := false
+	for k := range ann {
+		wantPatch = wantPatch || strings.HasPrefix(k, "depends-on.dev/")
+	}
 	raw, err := json.Marshal(pod)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, false, err
 	}
 	ns, _ := pod["metadata"].(map[string]any)["namespace"].(string)
 	kind := metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}
@@ -200,7 +240,7 @@ func review(path string, annotated bool) ([]byte, int, error) {
 		},
 	}
 	out, err := json.Marshal(ar)
-	return out, len(raw), err
+	return out, len(raw), wantPatch, err
 }
 
 type server struct {
@@ -222,7 +262,7 @@ func freeAddr() (string, error) {
 
 // startServer builds (unless bin is set) and starts cmd/webhook on loopback
 // with a certificate for 127.0.0.1, and waits until it is ready.
-func startServer(root, dir, bin string) (*server, error) {
+func startServer(root, dir, bin string, env []string) (*server, error) {
 	if bin == "" {
 		bin = filepath.Join(dir, "webhook")
 		fmt.Println("building ./cmd/webhook ...")
@@ -261,6 +301,7 @@ func startServer(root, dir, bin string) (*server, error) {
 		"--health-probe-bind-address="+addrs[1], "--metrics-bind-address="+addrs[2],
 		"--drain-period=0s", "--shutdown-timeout=5s")
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
+	s.cmd.Env = append(os.Environ(), env...)
 	if err := s.cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, err
@@ -426,7 +467,7 @@ func (r *result) print() {
 }
 
 // drive runs one mode against the server.
-func drive(s *server, body []byte, o options, mode string) (*result, error) {
+func drive(s *server, body []byte, wantPatch bool, o options, mode string) (*result, error) {
 	pid := s.cmd.Process.Pid
 	// Reset the peak RSS so that VmHWM is this mode's (Linux clear_refs).
 	_ = os.WriteFile("/proc/"+strconv.Itoa(pid)+"/clear_refs", []byte("5"), 0)
@@ -460,8 +501,6 @@ func drive(s *server, body []byte, o options, mode string) (*result, error) {
 		}
 		errMu.Unlock()
 	}
-	wantPatch := bytes.Contains(body, []byte(`depends-on.dev/services`)) || bytes.Contains(body, []byte(`depends-on.dev/http`)) ||
-		bytes.Contains(body, []byte(`depends-on.dev/tcp`)) || bytes.Contains(body, []byte(`depends-on.dev/fetch`))
 	var checked atomic.Int64
 	post := func(c *http.Client) bool {
 		req, _ := http.NewRequest(http.MethodPost, s.url, bytes.NewReader(body))
@@ -480,7 +519,7 @@ func drive(s *server, body []byte, o options, mode string) (*result, error) {
 		case resp.StatusCode != http.StatusOK:
 			fail(&r.httpErrs, resp.Status)
 			return false
-		case !bytes.Contains(b, []byte(`"allowed":true`)) || wantPatch != bytes.Contains(b, []byte(`"patch":`)):
+		case !bytes.Contains(b, []byte(`"allowed":true`)) || wantPatch != bytes.Contains(b, []byte(`"patchType":"JSONPatch"`)):
 			fail(&r.bodyErrs, "unexpected answer: "+string(b[:min(len(b), 300)]))
 			return false
 		}
@@ -617,4 +656,91 @@ func drive(s *server, body []byte, o options, mode string) (*result, error) {
 	default:
 	}
 	return r, nil
+}
+
+// memory posts, for each burst size, rounds bursts of n concurrent requests
+// of about size bytes each (each on its own connection, all released at
+// once), and prints the server's answers and peak RSS. It fails if the peak
+// reaches the limit.
+func memory(s *server, podPath string, o options) error {
+	pid := s.cmd.Process.Pid
+	fmt.Printf("server GOMEMLIMIT=%d (%.0f MiB)\n", o.memLimit, float64(o.memLimit)/(1<<20))
+	var over []string
+	for _, b := range []struct{ n, size int }{{16, 3_000_000}, {8, 7_000_000}, {32, 10_000_000}} {
+		base, _, _, err := review(podPath, true, 0)
+		if err != nil {
+			return err
+		}
+		body, _, _, err := review(podPath, true, b.size-len(base))
+		if err != nil {
+			return err
+		}
+		_ = os.WriteFile("/proc/"+strconv.Itoa(pid)+"/clear_refs", []byte("5"), 0)
+		load := machine.LoadAvg()
+		statuses := map[string]int{}
+		var mu sync.Mutex
+		start := time.Now()
+		for range o.rounds {
+			var wg sync.WaitGroup
+			gate := make(chan struct{})
+			for range b.n {
+				wg.Go(func() {
+					tr := &http.Transport{TLSClientConfig: s.client, DisableKeepAlives: true}
+					defer tr.CloseIdleConnections()
+					c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+					<-gate
+					st := postOnce(c, s.url, body)
+					mu.Lock()
+					statuses[st]++
+					mu.Unlock()
+				})
+			}
+			close(gate)
+			wg.Wait()
+		}
+		hwm, _ := procStatus(pid, "VmHWM")
+		peak := hwm * 1024
+		fmt.Printf("%2d x %5.1f MB concurrent (%d bursts, %.1fs, load %s): peak RSS %.1f MiB of %.0f MiB; answers %v\n",
+			b.n, float64(len(body))/1e6, o.rounds, time.Since(start).Seconds(), load, float64(peak)/(1<<20), float64(o.memLimit)/(1<<20), statuses)
+		if peak >= o.memLimit {
+			over = append(over, fmt.Sprintf("%d x %d bytes", b.n, b.size))
+		}
+		select {
+		case <-s.exited:
+			return fmt.Errorf("the server exited: %s", s.tail())
+		default:
+		}
+	}
+	if n, err := s.decisions(); err == nil {
+		fmt.Printf("server metrics: %s\n", n)
+	}
+	if len(over) > 0 {
+		return fmt.Errorf("peak RSS reached the limit with %s", strings.Join(over, ", "))
+	}
+	return nil
+}
+
+// postOnce posts body and classifies the answer: the HTTP status, and for
+// 200 the AdmissionReview's verdict (allowed, or the status code of the refusal).
+func postOnce(c *http.Client, url string, body []byte) string {
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return "transport error"
+	}
+	defer resp.Body.Close()
+	var ar admissionv1.AdmissionReview
+	if err := json.NewDecoder(resp.Body).Decode(&ar); err != nil || ar.Response == nil {
+		return "HTTP " + strconv.Itoa(resp.StatusCode) + " (no AdmissionReview)"
+	}
+	switch {
+	case resp.StatusCode != http.StatusOK:
+		return "HTTP " + strconv.Itoa(resp.StatusCode)
+	case ar.Response.Allowed:
+		return "allowed"
+	case ar.Response.Result != nil:
+		return "refused " + strconv.Itoa(int(ar.Response.Result.Code))
+	}
+	return "refused"
 }

@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/depends-on/depends-on/test/internal/machine"
+	"github.com/depends-on/depends-on/test/testutil"
 
 	"golang.org/x/net/dns/dnsmessage"
 )
@@ -122,11 +123,11 @@ func run(o options) error {
 			return fmt.Errorf("go build ./cmd/wait-for-service: %w", err)
 		}
 	}
-	dns, err := newDNSServer()
+	dns, err := testutil.StartDNS()
 	if err != nil {
 		return err
 	}
-	defer dns.close()
+	defer dns.Close()
 
 	fmt.Printf("machine: %d CPUs (%s); load average %s\n", runtime.NumCPU(), machine.CPUModel(), machine.LoadAvg())
 	fmt.Printf("%d runs per case, %d at a time; backend up at start + %s + U(0, %s); docs' loop sleeps %s\n",
@@ -178,7 +179,7 @@ type bench struct {
 	o    options
 	bin  string
 	dir  string
-	dns  *dnsServer
+	dns  *testutil.DNSServer
 	seq  atomic.Int64
 	rndM sync.Mutex
 }
@@ -215,7 +216,7 @@ func (b *bench) runCase(name string, f func(int) outcome) []outcome {
 func (b *bench) wfs(target string, up func() []time.Time) outcome {
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, b.bin, "--timeout="+wfsTimeout, "--dns-server="+b.dns.addr,
+	cmd := exec.CommandContext(ctx, b.bin, "--timeout="+wfsTimeout, "--dns-server="+b.dns.Addr,
 		"--termination-log="+filepath.Join(b.dir, "termination-"+strconv.FormatInt(b.seq.Add(1), 10)), target)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -285,7 +286,7 @@ func acceptAll(ln net.Listener) {
 
 func (b *bench) tcp(id int) outcome {
 	name := fmt.Sprintf("db-%d.bench.test.", id)
-	b.dns.set(name, netip.MustParseAddr("127.0.0.1"))
+	b.dns.Set(name, netip.MustParseAddr("127.0.0.1"))
 	port, err := reservePort()
 	if err != nil {
 		return outcome{err: err}
@@ -306,13 +307,13 @@ func (b *bench) tcp(id int) outcome {
 	if out.err == nil && lnErr != nil {
 		out.err = lnErr
 	}
-	out.dnsA = b.dns.count(name, dnsmessage.TypeA)
+	out.dnsA = int64(len(b.dns.Times(name, dnsmessage.TypeA)))
 	return out
 }
 
 func (b *bench) http(id int) outcome {
 	name := fmt.Sprintf("api-%d.bench.test.", id)
-	b.dns.set(name, netip.MustParseAddr("127.0.0.1"))
+	b.dns.Set(name, netip.MustParseAddr("127.0.0.1"))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return outcome{err: err}
@@ -339,14 +340,14 @@ func (b *bench) http(id int) outcome {
 		ready.Store(true)
 		return requests
 	})
-	out.dnsA = b.dns.count(name, dnsmessage.TypeA)
+	out.dnsA = int64(len(b.dns.Times(name, dnsmessage.TypeA)))
 	return out
 }
 
 func (b *bench) dnsCase(id int) outcome {
 	name := fmt.Sprintf("svc-%d.bench.test.", id)
 	out := b.wfs("dns:"+name, func() []time.Time {
-		return b.dns.setCounting(name, netip.MustParseAddr("127.0.0.1"))
+		return b.dns.Set(name, netip.MustParseAddr("127.0.0.1"))
 	})
 	out.dnsA = out.probes
 	return out
@@ -389,7 +390,7 @@ func (b *bench) loop(probe func(context.Context) error, up func()) outcome {
 func (b *bench) resolver() *net.Resolver {
 	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, network, b.dns.addr)
+		return d.DialContext(ctx, network, b.dns.Addr)
 	}}
 }
 
@@ -399,14 +400,14 @@ func (b *bench) loopDNS(id int) outcome {
 	out := b.loop(func(ctx context.Context) error {
 		_, err := r.LookupHost(ctx, name)
 		return err
-	}, func() { b.dns.setCounting(name, netip.MustParseAddr("127.0.0.1")) })
-	out.dnsA = int64(len(b.dns.unknownTimes(name)))
+	}, func() { b.dns.Set(name, netip.MustParseAddr("127.0.0.1")) })
+	out.dnsA = int64(len(b.dns.UnknownTimes(name)))
 	return out
 }
 
 func (b *bench) loopTCP(id int) outcome {
 	name := fmt.Sprintf("loopdb-%d.bench.test.", id)
-	b.dns.set(name, netip.MustParseAddr("127.0.0.1"))
+	b.dns.Set(name, netip.MustParseAddr("127.0.0.1"))
 	port, err := reservePort()
 	if err != nil {
 		return outcome{err: err}
@@ -433,7 +434,7 @@ func (b *bench) loopTCP(id int) outcome {
 		ln.Close()
 	}
 	mu.Unlock()
-	out.dnsA = b.dns.count(name, dnsmessage.TypeA)
+	out.dnsA = int64(len(b.dns.Times(name, dnsmessage.TypeA)))
 	return out
 }
 
