@@ -75,7 +75,7 @@ type env struct {
 	// cmVersion is cert-manager's version (its controller image tag).
 	cmVersion string
 	// matchConditionsStripped: the webhook configuration lost its
-	// matchConditions after installation (see certManagerPredatesMatchConditions).
+	// matchConditions after installation (cert-manager < v1.12's cainjector).
 	matchConditionsStripped bool
 	cs                      *kubernetes.Clientset
 	start                   time.Time
@@ -521,18 +521,6 @@ func (x *env) checkMatchConditions(ctx context.Context) error {
 		results.Unlock()
 	}
 	return nil
-}
-
-// certManagerPredatesMatchConditions reports whether a cert-manager version is
-// older than v1.12, the first built with Kubernetes 1.27 client types: its
-// cainjector updates webhook configurations with a typed client that has no
-// matchConditions field, so the update drops them.
-func certManagerPredatesMatchConditions(version string) bool {
-	var major, minor int
-	if _, err := fmt.Sscanf(strings.TrimPrefix(version, "v"), "%d.%d", &major, &minor); err != nil {
-		return false
-	}
-	return major < 1 || major == 1 && minor < 12
 }
 
 // probeInjection creates an annotated Pod with dryRun=All: the API server runs
