@@ -20,6 +20,8 @@ import (
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
+
+	"github.com/depends-on/depends-on/webhook"
 )
 
 // Object names shared by the manifests, the certs tool and the tests.
@@ -31,7 +33,7 @@ const (
 	SecretName           = "depends-on-webhook-tls"
 	ContainerName        = "webhook"
 	WebhookImage         = "depends-on/webhook"
-	WaitImage            = "depends-on/wait-for-service"
+	WaitImage            = webhook.WaitImageName
 )
 
 // Overlays are the installable overlays, relative to this directory.
