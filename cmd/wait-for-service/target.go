@@ -68,6 +68,7 @@ func parseTarget(s string) (*target, error) {
 		// the URL may contain anything (query strings often hold "=").
 		i := indexURLStart(rest)
 		if i < 0 {
+			//lint:ignore ST1005 the "..." is part of the usage it shows
 			return nil, errors.New(`want fetch:/abs/dest=http(s)://...`)
 		}
 		dest, rawURL := rest[:i], rest[i+1:]
@@ -128,6 +129,7 @@ func parseHTTPURL(s string) (*url.URL, error) {
 		return nil, fmt.Errorf("bad URL: scheme %q is not http or https", u.Scheme)
 	}
 	if u.Opaque != "" {
+		//lint:ignore ST1005 the "..." is part of the usage it shows
 		return nil, errors.New("bad URL: want scheme://host/...")
 	}
 	host := u.Hostname()
