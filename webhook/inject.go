@@ -51,15 +51,20 @@ type InvalidError struct {
 }
 
 func (e *InvalidError) Error() string {
-	msgs := make([]string, len(e.Errs))
-	for i, err := range e.Errs {
+	// The first MaxProblems only: the message stays small whatever the Pod holds.
+	shown := e.Errs[:min(len(e.Errs), MaxProblems)]
+	msgs := make([]string, len(shown), len(shown)+1)
+	for i, err := range shown {
 		msgs[i] = err.Error()
 	}
+	if n := len(e.Errs) - len(shown); n > 0 {
+		msgs = append(msgs, fmt.Sprintf("and %d more", n))
+	}
 	noun := "problem"
-	if len(msgs) > 1 {
+	if len(e.Errs) > 1 {
 		noun = "problems"
 	}
-	return fmt.Sprintf("depends-on: %d %s: %s", len(msgs), noun, strings.Join(msgs, "; "))
+	return fmt.Sprintf("depends-on: %d %s: %s", len(e.Errs), noun, strings.Join(msgs, "; "))
 }
 
 // result is what injection computes for a Pod: the Pod without anything a previous
@@ -84,11 +89,11 @@ func (in *Injector) compute(pod *corev1.Pod, namespace string) (*result, error) 
 		namespace = pod.Namespace
 	}
 	base, prev, errs := strip(pod)
-	spec, perrs := Parse(base.Annotations, ParseOptions{Namespace: namespace, ClusterDomain: in.cfg.ClusterDomain})
+	spec, perrs := Parse(base.Annotations, ParseOptions{Namespace: namespace, ClusterDomain: in.cfg.ClusterDomain, Limits: in.cfg.Limits})
 	errs = append(errs, perrs...)
 	errs = append(errs, checkCollisions(base, spec)...)
 	if len(errs) > 0 {
-		return nil, &InvalidError{Errs: errs}
+		return nil, &InvalidError{Errs: uniqueErrors(errs)}
 	}
 	desired := copyForApply(base, len(spec.Fetches) > 0)
 	in.apply(desired, spec)
@@ -113,68 +118,6 @@ func copyForApply(pod *corev1.Pod, mounts bool) *corev1.Pod {
 	return &out
 }
 
-// strip returns a copy of pod without what AnnotationInjected says a previous call
-// injected, and that record.
-func strip(pod *corev1.Pod) (*corev1.Pod, *Status, field.ErrorList) {
-	raw, ok := pod.Annotations[AnnotationInjected]
-	if !ok {
-		return pod, nil, nil // nothing to strip: no copy (the caller copies before it changes anything)
-	}
-	out := pod.DeepCopy()
-	var st Status
-	// Only ever strip names we inject: a hand-edited record must not remove the user's containers.
-	if err := json.Unmarshal([]byte(raw), &st); err != nil || st.Version != 1 ||
-		!subset(st.InitContainers, WaitContainerName, FetchContainerName) || !subset(st.Volumes, FetchVolumeName) {
-		return out, nil, field.ErrorList{field.Invalid(annotationsPath.Key(AnnotationInjected), raw,
-			"not written by this webhook version; remove the annotation (and what it injected)")}
-	}
-	delete(out.Annotations, AnnotationInjected)
-	keep := out.Spec.InitContainers[:0]
-	for _, c := range out.Spec.InitContainers {
-		if !slices.Contains(st.InitContainers, c.Name) {
-			keep = append(keep, c)
-		}
-	}
-	out.Spec.InitContainers = emptyToNil(keep)
-	keepVols := out.Spec.Volumes[:0]
-	for _, v := range out.Spec.Volumes {
-		if !slices.Contains(st.Volumes, v.Name) {
-			keepVols = append(keepVols, v)
-		}
-	}
-	out.Spec.Volumes = emptyToNil(keepVols)
-	stripMounts := func(cs []corev1.Container) {
-		for i := range cs {
-			keep := cs[i].VolumeMounts[:0]
-			for _, m := range cs[i].VolumeMounts {
-				if !slices.Contains(st.Volumes, m.Name) {
-					keep = append(keep, m)
-				}
-			}
-			cs[i].VolumeMounts = emptyToNil(keep)
-		}
-	}
-	stripMounts(out.Spec.InitContainers)
-	stripMounts(out.Spec.Containers)
-	return out, &st, nil
-}
-
-func subset(names []string, allowed ...string) bool {
-	for _, n := range names {
-		if !slices.Contains(allowed, n) {
-			return false
-		}
-	}
-	return true
-}
-
-func emptyToNil[T any](s []T) []T {
-	if len(s) == 0 {
-		return nil
-	}
-	return s
-}
-
 // checkCollisions finds names and paths in the user's Pod that injection would clash with.
 func checkCollisions(pod *corev1.Pod, spec *Spec) field.ErrorList {
 	var errs field.ErrorList
@@ -197,9 +140,8 @@ func checkCollisions(pod *corev1.Pod, spec *Spec) field.ErrorList {
 	}
 	check := func(p *field.Path, cs []corev1.Container) {
 		for i, c := range cs {
-			if what, ok := reserved[c.Name]; ok {
-				errs = append(errs, field.Invalid(p.Index(i).Child("name"), c.Name,
-					fmt.Sprintf("name is reserved for %s of depends-on.dev/; rename the container", what)))
+			if _, ok := reserved[c.Name]; ok {
+				errs = append(errs, reservedContainer(p.Index(i), c.Name))
 			}
 		}
 	}
@@ -210,23 +152,10 @@ func checkCollisions(pod *corev1.Pod, spec *Spec) field.ErrorList {
 	}
 	for i, v := range pod.Spec.Volumes {
 		if v.Name == FetchVolumeName {
-			errs = append(errs, field.Invalid(field.NewPath("spec", "volumes").Index(i).Child("name"), v.Name,
-				"name is reserved for the volume depends-on.dev/fetch injects; rename the volume"))
+			errs = append(errs, reservedVolume(field.NewPath("spec", "volumes").Index(i), v.Name))
 		}
 	}
-	p := annotationsPath.Key(AnnotationFetch)
-	for _, f := range spec.Fetches {
-		for _, c := range pod.Spec.Containers {
-			for _, m := range c.VolumeMounts {
-				mp := strings.TrimSuffix(m.MountPath, "/")
-				if mp == f.Path || strings.HasPrefix(mp, f.Path+"/") {
-					errs = append(errs, field.Invalid(p, f.Entry, fmt.Sprintf(
-						"path %s collides with volumeMount %q of container %q at %s", f.Path, m.Name, c.Name, m.MountPath)))
-				}
-			}
-		}
-	}
-	return errs
+	return append(errs, mountCollisions(pod, spec)...)
 }
 
 // apply adds the injected containers, volume and mounts to pod (a base Pod), and
@@ -251,8 +180,8 @@ func (in *Injector) apply(pod *corev1.Pod, spec *Spec) {
 	}
 	if len(spec.Fetches) > 0 {
 		args := append(timeoutArgs(timeout), "--max-bytes="+strconv.FormatInt(in.cfg.FetchSizeLimit.Value(), 10))
-		for i, f := range spec.Fetches {
-			args = append(args, "fetch:"+FetchDir+"/"+fetchFileName(i, f.Path)+"="+f.URL)
+		for _, f := range spec.Fetches {
+			args = append(args, f.Arg)
 		}
 		injected = append(injected, in.fetchContainer(args))
 		st.InitContainers = append(st.InitContainers, FetchContainerName)

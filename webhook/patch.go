@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"slices"
 	"strconv"
 	"strings"
 
@@ -41,38 +40,6 @@ func (in *Injector) Patch(pod *corev1.Pod, namespace string) ([]jsonpatch.Operat
 		return nil, err
 	}
 	return append(ops, add...), nil
-}
-
-// removeOps removes what prev records, from the back of each list so indexes stay valid.
-func removeOps(pod *corev1.Pod, prev *Status) []jsonpatch.Operation {
-	var ops []jsonpatch.Operation
-	mounts := func(base string, cs []corev1.Container, skip func(corev1.Container) bool) {
-		for i, c := range cs {
-			if skip(c) {
-				continue
-			}
-			for j := len(c.VolumeMounts) - 1; j >= 0; j-- {
-				if slices.Contains(prev.Volumes, c.VolumeMounts[j].Name) {
-					ops = append(ops, remove(base+"/"+strconv.Itoa(i)+"/volumeMounts/"+strconv.Itoa(j)))
-				}
-			}
-		}
-	}
-	mounts("/spec/containers", pod.Spec.Containers, func(corev1.Container) bool { return false })
-	mounts("/spec/initContainers", pod.Spec.InitContainers, func(c corev1.Container) bool {
-		return slices.Contains(prev.InitContainers, c.Name) // removed whole below
-	})
-	for i := len(pod.Spec.InitContainers) - 1; i >= 0; i-- {
-		if slices.Contains(prev.InitContainers, pod.Spec.InitContainers[i].Name) {
-			ops = append(ops, remove("/spec/initContainers/"+strconv.Itoa(i)))
-		}
-	}
-	for i := len(pod.Spec.Volumes) - 1; i >= 0; i-- {
-		if slices.Contains(prev.Volumes, pod.Spec.Volumes[i].Name) {
-			ops = append(ops, remove("/spec/volumes/"+strconv.Itoa(i)))
-		}
-	}
-	return ops
 }
 
 var injectedAnnotationPath = "/metadata/annotations/" + escapePointer(AnnotationInjected)
