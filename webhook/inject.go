@@ -90,10 +90,11 @@ func (in *Injector) compute(pod *corev1.Pod, namespace string) (*result, error) 
 	}
 	base, prev, errs := strip(pod)
 	spec, perrs := Parse(base.Annotations, ParseOptions{Namespace: namespace, ClusterDomain: in.cfg.ClusterDomain, Limits: in.cfg.Limits})
-	errs = append(errs, perrs...)
-	errs = append(errs, checkCollisions(base, spec)...)
+	cerrs := checkCollisions(base, spec)
+	cerrs = withoutRepeats(cerrs, errs) // strip may have denied the same reserved names
+	errs = append(append(errs, perrs...), cerrs...)
 	if len(errs) > 0 {
-		return nil, &InvalidError{Errs: uniqueErrors(errs)}
+		return nil, &InvalidError{Errs: errs}
 	}
 	desired := copyForApply(base, len(spec.Fetches) > 0)
 	in.apply(desired, spec)

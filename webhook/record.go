@@ -211,17 +211,20 @@ func emptyToNil[T any](s []T) []T {
 	return s
 }
 
-// uniqueErrors drops repeated errors (a recorded name that is not ours and the
-// injection's own reserved-name check find the same one).
-func uniqueErrors(errs field.ErrorList) field.ErrorList {
-	if len(errs) < 2 {
+// withoutRepeats returns errs without the errors already in seen (a recorded name
+// that is not ours, which strip denies, and the injection's own reserved-name
+// check find the same container).
+func withoutRepeats(errs, seen field.ErrorList) field.ErrorList {
+	if len(seen) == 0 || len(errs) == 0 {
 		return errs
 	}
-	seen := make(map[string]bool, len(errs))
-	out := errs[:0]
+	have := make(map[string]bool, len(seen))
+	for _, e := range seen {
+		have[e.Error()] = true
+	}
+	out := errs[:0:0]
 	for _, e := range errs {
-		if k := e.Error(); !seen[k] {
-			seen[k] = true
+		if !have[e.Error()] {
 			out = append(out, e)
 		}
 	}
