@@ -62,6 +62,8 @@ FUZZTIME ?= 10s
 fuzz: ## Run each fuzz test of webhook/ for FUZZTIME (default 10s; the seed corpus also runs in make test).
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./webhook
 	$(GO) test -run '^$$' -fuzz '^FuzzPatch$$' -fuzztime $(FUZZTIME) ./webhook
+	$(GO) test -run '^$$' -fuzz '^FuzzArgs$$' -fuzztime $(FUZZTIME) ./webhook
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./webhook/target
 
 .PHONY: run
 run: certs-local ## Run the webhook locally on https://localhost:9443/mutate with a throwaway certificate (see README).
