@@ -318,7 +318,7 @@ func ParseURL(s string) (*url.URL, error) {
 		return nil, fmt.Errorf("bad URL: %v", err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("bad URL: want http:// or https://, not %q", u.Scheme+":")
+		return nil, fmt.Errorf("URL must start with http:// or https://, not %q", u.Scheme+":")
 	}
 	if u.Opaque != "" {
 		return nil, errors.New("bad URL: want http(s)://host/...")
@@ -356,16 +356,16 @@ func redact(raw string, u *url.URL) string {
 // both parts (brackets go around IPv6 addresses, and only there).
 func SplitHostPort(s string) (host string, port int, err error) {
 	if s == "" {
-		return "", 0, errors.New("want HOST:PORT")
+		return "", 0, errors.New("expected host:port")
 	}
 	host, p, err := net.SplitHostPort(s)
 	if err != nil {
 		var ae *net.AddrError
 		if errors.As(err, &ae) {
 			if strings.Contains(ae.Err, "too many colons") {
-				return "", 0, errors.New("want HOST:PORT; write IPv6 addresses in brackets: [::1]:PORT")
+				return "", 0, errors.New("expected host:port; write IPv6 addresses in brackets: [::1]:port")
 			}
-			return "", 0, fmt.Errorf("want HOST:PORT: %s", ae.Err)
+			return "", 0, fmt.Errorf("expected host:port: %s", ae.Err)
 		}
 		return "", 0, err
 	}
@@ -399,7 +399,7 @@ func ParsePort(p string) (int, error) {
 			return n, nil
 		}
 	}
-	return 0, fmt.Errorf("bad port %q: want a number between 1 and 65535, in decimal without sign or leading zero", p)
+	return 0, fmt.Errorf("port %q must be a number between 1 and 65535, in decimal without sign or leading zero", p)
 }
 
 // CheckHost accepts an IP address (IPv6 without brackets) or a DNS name as
