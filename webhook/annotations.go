@@ -6,16 +6,16 @@ package webhook
 
 import (
 	"fmt"
-	"net"
-	"net/url"
 	"path"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/depends-on/depends-on/webhook/target"
 )
 
 // Prefix is the annotation namespace of the v1 API.
@@ -59,7 +59,8 @@ type Target struct {
 	// Annotation and Entry say where the target came from, for messages.
 	Annotation string
 	Entry      string
-	// Arg is the wait-for-service argument: dns:NAME, tcp:HOST:PORT or an http(s) URL.
+	// Arg is the wait-for-service argument: dns:NAME, tcp:HOST:PORT or an http(s)
+	// URL, built by webhook/target (so the binary accepts it).
 	Arg string
 }
 
@@ -70,6 +71,8 @@ type Fetch struct {
 	Path string
 	// URL is where it comes from.
 	URL string
+	// Arg is the fetch container's argument, built by webhook/target.
+	Arg string
 }
 
 // ParseOptions carries what parsing needs beyond the annotations themselves.
@@ -78,6 +81,50 @@ type ParseOptions struct {
 	Namespace string
 	// ClusterDomain is the cluster's DNS domain, e.g. cluster.local.
 	ClusterDomain string
+	// Limits bound what one Pod may ask for; zero fields take the defaults.
+	Limits Limits
+}
+
+// The default Limits. Every Pod's annotations are parsed within the admission
+// timeout, and all its waits run in one container with a 64Mi memory limit:
+// 100 http targets peak at a few MiB of RSS there, 1,500 exceeded the limit.
+const (
+	// DefaultMaxWaits caps the entries of services, tcp and http together.
+	DefaultMaxWaits = 100
+	// DefaultMaxFetches caps the entries of depends-on.dev/fetch (each is a mount
+	// in every app container, and a download of up to --fetch-size-limit).
+	DefaultMaxFetches = 20
+	// DefaultMaxValueBytes caps the length of each annotation value: a longer one
+	// is denied before it is even split.
+	DefaultMaxValueBytes = 64 << 10
+	// MaxProblems is how many problems a denial lists; it then says how many more there are.
+	MaxProblems = 20
+	// maxShown caps how much of a value or key a message quotes.
+	maxShown = 200
+)
+
+// Limits bound the work and memory one Pod can ask for, in the webhook and in the
+// injected containers. Above them the Pod is denied, with a message naming the cap.
+type Limits struct {
+	// MaxWaits caps the entries of depends-on.dev/services, tcp and http together.
+	MaxWaits int
+	// MaxFetches caps the entries of depends-on.dev/fetch.
+	MaxFetches int
+	// MaxValueBytes caps the length of each depends-on.dev/ annotation value.
+	MaxValueBytes int
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxWaits <= 0 {
+		l.MaxWaits = DefaultMaxWaits
+	}
+	if l.MaxFetches <= 0 {
+		l.MaxFetches = DefaultMaxFetches
+	}
+	if l.MaxValueBytes <= 0 {
+		l.MaxValueBytes = DefaultMaxValueBytes
+	}
+	return l
 }
 
 // HasAnnotations reports whether any annotation key lies under Prefix.
@@ -92,8 +139,10 @@ func HasAnnotations(annotations map[string]string) bool {
 
 // Parse validates the depends-on.dev/ annotations and returns what they ask for.
 // It collects every problem instead of stopping at the first; each error names
-// the annotation and the entry.
+// the annotation and the entry. Its work is linear in the size of the
+// annotations, and bounded by opts.Limits.
 func Parse(annotations map[string]string, opts ParseOptions) (*Spec, field.ErrorList) {
+	lim := opts.Limits.withDefaults()
 	var errs field.ErrorList
 	spec := &Spec{}
 
@@ -106,27 +155,29 @@ func Parse(annotations map[string]string, opts ParseOptions) (*Spec, field.Error
 	}
 	sort.Strings(unknown)
 	for _, k := range unknown {
-		errs = append(errs, field.Invalid(annotationsPath.Key(k), annotations[k], unknownKeyDetail(k)))
+		errs = append(errs, field.Invalid(annotationsPath.Key(shorten(k)), shorten(annotations[k]), unknownKeyDetail(k)))
 	}
 
-	seen := map[string]bool{}
-	addWait := func(t Target) {
-		if !seen[t.Arg] {
-			seen[t.Arg] = true
-			spec.Waits = append(spec.Waits, t)
-		}
-	}
-
+	// Sizes and counts first: nothing above a cap is parsed at all. Errors are
+	// listed by key, in userKeys order.
+	lists := map[string][]string{}
+	keyErrs := map[string]field.ErrorList{}
+	waits := 0
 	for _, key := range userKeys {
 		value, ok := annotations[key]
 		if !ok {
 			continue
 		}
 		p := annotationsPath.Key(key)
+		if len(value) > lim.MaxValueBytes {
+			keyErrs[key] = append(keyErrs[key], field.Invalid(p, shorten(value), fmt.Sprintf(
+				"value is %d bytes, more than the %d bytes a depends-on.dev/ annotation may hold", len(value), lim.MaxValueBytes)))
+			continue
+		}
 		if key == AnnotationTimeout {
 			d, err := parseTimeout(value)
 			if err != nil {
-				errs = append(errs, field.Invalid(p, value, err.Error()))
+				keyErrs[key] = append(keyErrs[key], field.Invalid(p, shorten(value), err.Error()))
 				continue
 			}
 			spec.Timeout, spec.HasTimeout = d, true
@@ -134,48 +185,82 @@ func Parse(annotations map[string]string, opts ParseOptions) (*Spec, field.Error
 		}
 		entries := SplitList(value)
 		if len(entries) == 0 {
-			errs = append(errs, field.Invalid(p, value, "no entries: list them separated by commas or newlines, or remove the annotation"))
+			keyErrs[key] = append(keyErrs[key], field.Invalid(p, shorten(value), "no entries: list them separated by commas or newlines, or remove the annotation"))
 			continue
 		}
-		fetchPaths := map[string]bool{}
+		if key == AnnotationFetch && len(entries) > lim.MaxFetches {
+			keyErrs[key] = append(keyErrs[key], field.Invalid(p, fmt.Sprintf("%d entries", len(entries)), fmt.Sprintf(
+				"too many fetches: at most %d per Pod", lim.MaxFetches)))
+			continue
+		}
+		if key != AnnotationFetch {
+			waits += len(entries)
+		}
+		lists[key] = entries
+	}
+	if waits > lim.MaxWaits {
+		for _, key := range []string{AnnotationServices, AnnotationTCP, AnnotationHTTP} {
+			if n := len(lists[key]); n > 0 {
+				keyErrs[key] = append(keyErrs[key], field.Invalid(annotationsPath.Key(key), fmt.Sprintf("%d entries", n), fmt.Sprintf(
+					"too many wait targets: %s, tcp and http list %d together, at most %d per Pod", AnnotationServices, waits, lim.MaxWaits)))
+				delete(lists, key)
+			}
+		}
+	}
+
+	seen := map[string]bool{}
+	addWait := func(key, entry string, t *target.Target) {
+		if !seen[t.Arg] {
+			seen[t.Arg] = true
+			spec.Waits = append(spec.Waits, Target{Annotation: key, Entry: entry, Arg: t.Arg})
+		}
+	}
+	var fetched pathTree
+	for _, key := range userKeys {
+		errs = append(errs, keyErrs[key]...)
+		entries, ok := lists[key]
+		if !ok {
+			continue
+		}
+		p := annotationsPath.Key(key)
 		for _, entry := range entries {
 			switch key {
 			case AnnotationServices:
-				arg, err := parseService(entry, opts)
+				t, err := parseService(entry, opts)
 				if err != nil {
-					errs = append(errs, field.Invalid(p, entry, err.Error()))
+					errs = append(errs, field.Invalid(p, shorten(entry), err.Error()))
 					continue
 				}
-				addWait(Target{Annotation: key, Entry: entry, Arg: arg})
+				addWait(key, entry, t)
 			case AnnotationTCP:
-				arg, err := parseTCP(entry)
+				t, err := parseTCP(entry)
 				if err != nil {
-					errs = append(errs, field.Invalid(p, entry, err.Error()))
+					errs = append(errs, field.Invalid(p, shorten(entry), err.Error()))
 					continue
 				}
-				addWait(Target{Annotation: key, Entry: entry, Arg: arg})
+				addWait(key, entry, t)
 			case AnnotationHTTP:
-				if err := checkURL(entry); err != nil {
-					errs = append(errs, field.Invalid(p, entry, err.Error()))
-					continue
-				}
-				addWait(Target{Annotation: key, Entry: entry, Arg: entry})
-			case AnnotationFetch:
-				f, err := parseFetch(entry)
+				t, err := parseHTTP(entry)
 				if err != nil {
-					errs = append(errs, field.Invalid(p, entry, err.Error()))
+					errs = append(errs, field.Invalid(p, shorten(entry), err.Error()))
 					continue
 				}
-				if fetchPaths[f.Path] {
-					errs = append(errs, field.Invalid(p, entry, fmt.Sprintf("path %s is fetched more than once", f.Path)))
+				addWait(key, entry, t)
+			case AnnotationFetch:
+				f, err := parseFetch(entry, len(spec.Fetches))
+				if err != nil {
+					errs = append(errs, field.Invalid(p, shorten(entry), err.Error()))
 					continue
 				}
-				if other := nestedPath(f.Path, spec.Fetches); other != "" {
+				switch other, how := fetched.add(f.Path); how {
+				case pathSame:
+					errs = append(errs, field.Invalid(p, shorten(entry), fmt.Sprintf("path %s is fetched more than once", shorten(f.Path))))
+					continue
+				case pathNested:
 					// A file cannot be mounted inside another mounted file.
-					errs = append(errs, field.Invalid(p, entry, fmt.Sprintf("path %s and fetch path %s are nested in each other", f.Path, other)))
+					errs = append(errs, field.Invalid(p, shorten(entry), fmt.Sprintf("path %s and fetch path %s are nested in each other", shorten(f.Path), shorten(other))))
 					continue
 				}
-				fetchPaths[f.Path] = true
 				spec.Fetches = append(spec.Fetches, f)
 			}
 		}
@@ -186,6 +271,19 @@ func Parse(annotations map[string]string, opts ParseOptions) (*Spec, field.Error
 			"a timeout needs something to wait for: add depends-on.dev/services, tcp, http or fetch"))
 	}
 	return spec, errs
+}
+
+// shorten quotes at most maxShown bytes of s in a message: a denial stays small
+// whatever a client sends.
+func shorten(s string) string {
+	if len(s) <= maxShown {
+		return s
+	}
+	cut := maxShown
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", s[:cut], len(s))
 }
 
 // SplitList splits an annotation value on commas and newlines, trimming spaces
@@ -214,13 +312,17 @@ func isKnownKey(k string) bool {
 }
 
 func unknownKeyDetail(k string) string {
+	known := strings.Join(userKeys, ", ")
+	if len(k) > 2*len(AnnotationServices) {
+		// Not a typo of a known key; and the distance costs len(k) per known key.
+		return fmt.Sprintf("unknown annotation %s (known: %s)", shorten(k), known)
+	}
 	best, bestDist := "", 1<<30
 	for _, u := range userKeys {
 		if d := editDistance(k, u); d < bestDist {
 			best, bestDist = u, d
 		}
 	}
-	known := strings.Join(userKeys, ", ")
 	// Suggest only when the key is plausibly a typo, not something unrelated.
 	if bestDist <= 3 || strings.HasPrefix(best, k) || strings.HasPrefix(k, best) {
 		return fmt.Sprintf("unknown annotation %s; did you mean %s? (known: %s)", k, best, known)
@@ -261,134 +363,189 @@ func parseTimeout(value string) (time.Duration, error) {
 	return d, nil
 }
 
-func parsePort(s string) (int, error) {
-	port, err := strconv.Atoi(s)
-	if err != nil || port < 1 || port > 65535 {
-		return 0, fmt.Errorf("port %q must be a number between 1 and 65535", s)
-	}
-	return port, nil
-}
-
 // parseService turns name[.namespace][:port] into a dns: or tcp: target on the
 // Service's fully qualified name. The trailing dot stops search domains and
 // catch-all resolvers from answering for a name that does not exist.
-func parseService(entry string, opts ParseOptions) (string, error) {
+func parseService(entry string, opts ParseOptions) (*target.Target, error) {
 	hostPart, portPart, hasPort := strings.Cut(entry, ":")
-	labels := strings.Split(hostPart, ".")
+	labels := strings.SplitN(hostPart, ".", 3)
 	if len(labels) > 2 {
-		return "", fmt.Errorf("expected name[.namespace][:port]; for any other host use %s", AnnotationTCP)
+		return nil, fmt.Errorf("expected name[.namespace][:port]; for any other host use %s", AnnotationTCP)
 	}
 	name, namespace := labels[0], opts.Namespace
 	if len(labels) == 2 {
 		namespace = labels[1]
 	}
 	if msgs := validation.IsDNS1035Label(name); len(msgs) > 0 {
-		return "", fmt.Errorf("service name %q is not valid: %s", name, strings.Join(msgs, "; "))
+		return nil, fmt.Errorf("service name %q is not valid: %s", shorten(name), strings.Join(msgs, "; "))
 	}
 	if namespace == "" {
-		return "", fmt.Errorf("no namespace: the request carries none; write name.namespace")
+		return nil, fmt.Errorf("no namespace: the request carries none; write name.namespace")
 	}
 	if msgs := validation.IsDNS1123Label(namespace); len(msgs) > 0 {
-		return "", fmt.Errorf("namespace %q is not valid: %s", namespace, strings.Join(msgs, "; "))
+		return nil, fmt.Errorf("namespace %q is not valid: %s", shorten(namespace), strings.Join(msgs, "; "))
 	}
 	fqdn := name + "." + namespace + ".svc." + strings.TrimSuffix(opts.ClusterDomain, ".") + "."
 	if !hasPort {
-		return "dns:" + fqdn, nil
+		return target.NewDNS(fqdn)
 	}
-	port, err := parsePort(portPart)
+	port, err := target.ParsePort(portPart)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return "tcp:" + net.JoinHostPort(fqdn, strconv.Itoa(port)), nil
+	return target.NewTCP(fqdn, port)
 }
 
-func parseTCP(entry string) (string, error) {
-	host, portStr, err := net.SplitHostPort(entry)
+// parseTCP takes host:port ([ipv6]:port), as wait-for-service's tcp: does.
+func parseTCP(entry string) (*target.Target, error) {
+	host, port, err := target.SplitHostPort(entry)
 	if err != nil {
-		return "", fmt.Errorf("expected host:port ([ipv6]:port for IPv6)")
+		return nil, err
 	}
-	if err := checkHost(host); err != nil {
-		return "", err
-	}
-	if ip := net.ParseIP(host); strings.HasPrefix(entry, "[") != (ip != nil && ip.To4() == nil) {
-		return "", fmt.Errorf("brackets go around IPv6 addresses, and only there")
-	}
-	port, err := parsePort(portStr)
-	if err != nil {
-		return "", err
-	}
-	return "tcp:" + net.JoinHostPort(host, strconv.Itoa(port)), nil
+	return target.NewTCP(host, port)
 }
 
-func checkHost(host string) error {
-	if host == "" {
-		return fmt.Errorf("host is empty")
+func parseHTTP(entry string) (*target.Target, error) {
+	if _, err := target.ParseURL(entry); err != nil {
+		return nil, err // says what is wrong with the URL, as a URL
 	}
-	if net.ParseIP(host) != nil {
-		return nil
-	}
-	if msgs := validation.IsDNS1123Subdomain(strings.TrimSuffix(host, ".")); len(msgs) > 0 {
-		return fmt.Errorf("host %q is not a DNS name or IP address: %s", host, strings.Join(msgs, "; "))
-	}
-	return nil
-}
-
-func checkURL(raw string) error {
-	u, err := url.Parse(raw)
+	t, err := target.NewHTTP(entry)
 	if err != nil {
-		return fmt.Errorf("not a URL: %v", unwrapURLError(err))
+		return nil, err
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("URL must start with http:// or https://")
-	}
-	if u.User != nil {
+	if t.URL.User != nil {
 		// The URL ends up in the Pod spec and in logs: no place for credentials.
-		return fmt.Errorf("URL must not carry credentials")
+		return nil, fmt.Errorf("URL must not carry credentials")
 	}
-	if u.Hostname() == "" {
-		return fmt.Errorf("URL has no host")
-	}
-	if err := checkHost(u.Hostname()); err != nil {
-		return err
-	}
-	if p := u.Port(); p != "" {
-		if _, err := parsePort(p); err != nil {
-			return err
-		}
-	}
-	return nil
+	return t, nil
 }
 
-func unwrapURLError(err error) error {
-	if ue, ok := err.(*url.Error); ok {
-		return ue.Err
-	}
-	return err
-}
-
-func nestedPath(p string, fetches []Fetch) string {
-	for _, f := range fetches {
-		if strings.HasPrefix(p, f.Path+"/") || strings.HasPrefix(f.Path, p+"/") {
-			return f.Path
-		}
-	}
-	return ""
-}
-
-func parseFetch(entry string) (Fetch, error) {
+// parseFetch parses the fetch entry /absolute/path=URL, the i-th fetch of the Pod.
+func parseFetch(entry string, i int) (Fetch, error) {
 	p, u, ok := strings.Cut(entry, "=")
 	p, u = strings.TrimSpace(p), strings.TrimSpace(u)
 	if !ok || p == "" || u == "" {
 		return Fetch{}, fmt.Errorf("expected /absolute/path=URL")
 	}
 	if !strings.HasPrefix(p, "/") {
-		return Fetch{}, fmt.Errorf("path %q must be absolute", p)
+		return Fetch{}, fmt.Errorf("path %q must be absolute", shorten(p))
 	}
 	if path.Clean(p) != p || p == "/" {
-		return Fetch{}, fmt.Errorf("path %q must be a clean file path (no trailing slash, no . or .. segments)", p)
+		return Fetch{}, fmt.Errorf("path %q must be a clean file path (no trailing slash, no . or .. segments)", shorten(p))
 	}
-	if err := checkURL(u); err != nil {
+	if err := target.CheckDest(p); err != nil {
 		return Fetch{}, err
 	}
-	return Fetch{Entry: entry, Path: p, URL: u}, nil
+	t, err := target.NewFetch(FetchDir+"/"+fetchFileName(i, p), u)
+	if err != nil {
+		return Fetch{}, err
+	}
+	if t.URL.User != nil {
+		return Fetch{}, fmt.Errorf("URL must not carry credentials")
+	}
+	return Fetch{Entry: entry, Path: p, URL: u, Arg: t.Arg}, nil
+}
+
+// pathTree is a set of absolute file paths, by segment, that tells in time
+// linear in a path's length whether it is in the set, below one of its paths,
+// or above one. (Comparing each path with every other was quadratic.)
+type pathTree struct {
+	root pathNode
+}
+
+type pathNode struct {
+	children map[string]*pathNode
+	// file is the path ending here, if one was added.
+	file string
+	// first is the first path added at or below this node.
+	first string
+}
+
+type pathRelation int
+
+const (
+	pathNew    pathRelation = iota
+	pathSame                // the path was added before
+	pathNested              // a path above or below it was added before
+)
+
+// add adds p unless it is, or is nested with, a path added before: it then
+// returns that path and how they relate.
+func (t *pathTree) add(p string) (string, pathRelation) {
+	n := &t.root
+	var visited []*pathNode
+	for seg := range strings.SplitSeq(strings.TrimPrefix(p, "/"), "/") {
+		if n.file != "" {
+			return n.file, pathNested // a file above p
+		}
+		child := n.children[seg]
+		if child == nil {
+			if n.children == nil {
+				n.children = map[string]*pathNode{}
+			}
+			child = &pathNode{}
+			n.children[seg] = child
+		}
+		visited = append(visited, n)
+		n = child
+	}
+	switch {
+	case n.file != "":
+		return n.file, pathSame
+	case n.first != "":
+		return n.first, pathNested // a file below p
+	}
+	n.file = p
+	for _, v := range append(visited, n) {
+		if v.first == "" {
+			v.first = p
+		}
+	}
+	return "", pathNew
+}
+
+// covering returns the path of the set that p equals or lies below, if any.
+func (t *pathTree) covering(p string) string {
+	n := &t.root
+	for seg := range strings.SplitSeq(strings.TrimPrefix(p, "/"), "/") {
+		if n.file != "" {
+			return n.file
+		}
+		if n = n.children[seg]; n == nil {
+			return ""
+		}
+	}
+	return n.file
+}
+
+// mountCollisions finds the volumeMounts of app containers at or below a fetch
+// path (the fetched file is mounted there). Mount paths are cleaned first, as the
+// kubelet does: /data//x is /data/x. Linear in the number of mounts.
+func mountCollisions(pod *Pod, spec *Spec) field.ErrorList {
+	if len(spec.Fetches) == 0 {
+		return nil
+	}
+	var tree pathTree
+	index := make(map[string]int, len(spec.Fetches))
+	for i, f := range spec.Fetches {
+		tree.add(f.Path)
+		index[f.Path] = i
+	}
+	byFetch := make([]field.ErrorList, len(spec.Fetches))
+	p := annotationsPath.Key(AnnotationFetch)
+	for _, c := range pod.Spec.Containers {
+		for _, m := range c.VolumeMounts {
+			mp := path.Clean("/" + m.MountPath)
+			if f := tree.covering(mp); f != "" {
+				i := index[f]
+				byFetch[i] = append(byFetch[i], field.Invalid(p, shorten(spec.Fetches[i].Entry), fmt.Sprintf(
+					"path %s collides with volumeMount %q of container %q at %s", f, shorten(m.Name), shorten(c.Name), shorten(m.MountPath))))
+			}
+		}
+	}
+	var errs field.ErrorList
+	for _, e := range byFetch {
+		errs = append(errs, e...)
+	}
+	return errs
 }

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,13 +119,13 @@ func TestParseInvalid(t *testing.T) {
 		{"fqdn in services", map[string]string{AnnotationServices: "mydb.shop.svc.cluster.local"},
 			[][]string{{"depends-on.dev/services", "depends-on.dev/tcp"}}},
 		{"tcp without port", map[string]string{AnnotationTCP: "db.example.com"},
-			[][]string{{"depends-on.dev/tcp", `"db.example.com"`, "host:port"}}},
+			[][]string{{"depends-on.dev/tcp", `"db.example.com"`, "expected host:port"}}},
 		{"tcp bad host", map[string]string{AnnotationTCP: "bad host:80"},
 			[][]string{{"depends-on.dev/tcp", `"bad host:80"`, "not a DNS name"}}},
 		{"http wrong scheme", map[string]string{AnnotationHTTP: "ftp://x/y"},
 			[][]string{{"depends-on.dev/http", `"ftp://x/y"`, "http:// or https://"}}},
 		{"http no host", map[string]string{AnnotationHTTP: "http:///path"},
-			[][]string{{"depends-on.dev/http", "no host"}}},
+			[][]string{{"depends-on.dev/http", "missing host"}}},
 		{"http credentials", map[string]string{AnnotationHTTP: "https://user:pw@x/"},
 			[][]string{{"depends-on.dev/http", "credentials"}}},
 		{"fetch relative path", map[string]string{AnnotationFetch: "html/index.html=http://x/"},
@@ -324,6 +325,164 @@ func TestConfigValidate(t *testing.T) {
 	for _, s := range []string{"wait image", "cluster domain", "negative", "memory request"} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("%q does not mention %q", err, s)
+		}
+	}
+}
+
+// Issue 10: entries the webhook used to admit and wait-for-service rejects, or
+// that could never be ready. Each is denied, naming the annotation and the entry.
+func TestParseStrict(t *testing.T) {
+	tests := []struct {
+		key, entry, want string
+	}{
+		// Empty ports: admitted, then the init container exited 2 on every restart.
+		{AnnotationHTTP, "http://myapi:/healthz", "missing port"},
+		{AnnotationHTTP, "http://b:?", "missing port"},
+		{AnnotationFetch, "/a=http://h:/", "missing port"},
+		{AnnotationFetch, "/aab=https://a:?0", "missing port"},
+		// Ports: plain decimal only.
+		{AnnotationTCP, "db:+80", "must be a number between 1 and 65535"},
+		{AnnotationTCP, "db:080", "must be a number between 1 and 65535"},
+		{AnnotationServices, "mydb:+80", "must be a number between 1 and 65535"},
+		{AnnotationServices, "mydb:080", "must be a number between 1 and 65535"},
+		{AnnotationHTTP, "http://h:080/", "must be a number between 1 and 65535"},
+		// Numeric names that look like IPv4 addresses, and never resolve.
+		{AnnotationTCP, "256.1.1.1:80", "all digits"},
+		{AnnotationTCP, "1.2.3:80", "all digits"},
+		{AnnotationHTTP, "http://256.1.1.1/", "all digits"},
+		{AnnotationFetch, "/a=http://1.2.3/x", "all digits"},
+		// A label longer than 63 characters: wait-for-service rejects it.
+		{AnnotationTCP, strings.Repeat("a", 64) + ".example.com:80", "longer than 63"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.entry, func(t *testing.T) {
+			_, errs := Parse(map[string]string{tt.key: "ok.example.com:1, " + tt.entry}, parseOpts)
+			if tt.key == AnnotationServices || tt.key == AnnotationHTTP || tt.key == AnnotationFetch {
+				_, errs = Parse(map[string]string{tt.key: tt.entry}, parseOpts)
+			}
+			if len(errs) != 1 {
+				t.Fatalf("errs = %v, want one", errs)
+			}
+			msg := errs[0].Error()
+			for _, s := range []string{tt.key, `"` + tt.entry + `"`, tt.want} {
+				if !strings.Contains(msg, s) {
+					t.Errorf("%q does not contain %q", msg, s)
+				}
+			}
+		})
+	}
+}
+
+// A name the binary would reject is denied, not injected: a long namespace and
+// cluster domain make a Service FQDN longer than 253 characters.
+func TestParseServiceNameTooLong(t *testing.T) {
+	opts := ParseOptions{Namespace: strings.Repeat("n", 63), ClusterDomain: strings.Repeat("d", 61) + "." + strings.Repeat("e", 61)}
+	_, errs := Parse(map[string]string{AnnotationServices: strings.Repeat("s", 63)}, opts)
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "longer than 253") {
+		t.Fatalf("errs = %v", errs)
+	}
+}
+
+// User mount paths are cleaned before the collision check.
+func TestMountPathCleaned(t *testing.T) {
+	in := testInjector(t)
+	for _, mp := range []string{"/data//x", "/data/./x", "/data/y/../x", "/data/x/", "/data//x//conf"} {
+		p := pod(map[string]string{AnnotationFetch: "/data/x=http://h/"}, func(p *corev1.Pod) {
+			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "v", MountPath: mp}}
+		})
+		_, err := in.Patch(p, "shop")
+		if err == nil || !strings.Contains(err.Error(), `collides with volumeMount "v" of container "app" at `+mp) {
+			t.Errorf("mount at %s: err = %v, want a collision with /data/x", mp, err)
+		}
+	}
+}
+
+// Caps on entries (issue 10, point 7), denied with a message naming the cap
+// and the annotation.
+func TestParseCaps(t *testing.T) {
+	list := func(n int, f func(i int) string) string {
+		var b strings.Builder
+		for i := range n {
+			b.WriteString(f(i) + ",")
+		}
+		return b.String()
+	}
+	svc := func(i int) string { return "s" + strconv.Itoa(i) }
+	url := func(i int) string { return "http://h" + strconv.Itoa(i) + "/" }
+	fetch := func(i int) string { return "/f/" + strconv.Itoa(i) + "=http://h/" }
+	tests := []struct {
+		name string
+		ann  map[string]string
+		want [][]string
+	}{
+		{"101 services", map[string]string{AnnotationServices: list(101, svc)},
+			[][]string{{"depends-on.dev/services", "101 entries", "at most 100 per Pod"}}},
+		{"60 services and 60 urls", map[string]string{AnnotationServices: list(60, svc), AnnotationHTTP: list(60, url)},
+			[][]string{{"depends-on.dev/services", "60 entries", "120 together, at most 100"}, {"depends-on.dev/http", "60 entries", "at most 100"}}},
+		{"1,500 http targets", map[string]string{AnnotationHTTP: list(1500, url)},
+			[][]string{{"depends-on.dev/http", "1500 entries", "at most 100 per Pod"}}},
+		{"21 fetches", map[string]string{AnnotationFetch: list(21, fetch)},
+			[][]string{{"depends-on.dev/fetch", "21 entries", "too many fetches: at most 20 per Pod"}}},
+		{"a value longer than 64 KiB", map[string]string{AnnotationTCP: strings.Repeat("a", 70000)},
+			[][]string{{"depends-on.dev/tcp", "(70000 bytes)", "value is 70000 bytes, more than the 65536"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, errs := Parse(tt.ann, parseOpts)
+			if len(errs) != len(tt.want) {
+				t.Fatalf("got %d errors, want %d: %.500v", len(errs), len(tt.want), errs)
+			}
+			for i, subs := range tt.want {
+				for _, s := range subs {
+					if msg := errs[i].Error(); !strings.Contains(msg, s) || len(msg) > 1000 {
+						t.Errorf("error %d %.300q (%d bytes) does not contain %q", i, msg, len(msg), s)
+					}
+				}
+			}
+		})
+	}
+	// At the caps: admitted.
+	spec, errs := Parse(map[string]string{AnnotationServices: list(50, svc), AnnotationTCP: list(50, func(i int) string { return "t:" + strconv.Itoa(i+1) }),
+		AnnotationFetch: list(20, fetch)}, parseOpts)
+	if len(errs) != 0 || len(spec.Waits) != 100 || len(spec.Fetches) != 20 {
+		t.Errorf("at the caps: %d waits, %d fetches, errs %v", len(spec.Waits), len(spec.Fetches), errs)
+	}
+}
+
+// Denials are bounded: the first MaxProblems problems, then how many more.
+func TestDenialIsBounded(t *testing.T) {
+	in := testInjector(t)
+	var b strings.Builder
+	for i := range 100 {
+		b.WriteString("s" + strconv.Itoa(i) + ":0,")
+	}
+	ann := map[string]string{AnnotationServices: b.String()}
+	for i := range 1000 {
+		ann[Prefix+strings.Repeat("k", 300)+strconv.Itoa(i)] = strings.Repeat("v", 10000)
+	}
+	_, err := in.Patch(pod(ann), "shop")
+	if err == nil {
+		t.Fatal("want a denial")
+	}
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "depends-on: 1100 problems: ") || !strings.HasSuffix(msg, "; and 1080 more") || len(msg) > 20*1000 {
+		t.Errorf("message of %d bytes: %.300s … %s", len(msg), msg, msg[max(0, len(msg)-100):])
+	}
+}
+
+func TestConfigValidateClusterDomain(t *testing.T) {
+	for _, d := range []string{"cluster..local", "", ".", "bad domain", "cluster.local:53", "-x.local", "cluster.123"} {
+		cfg := DefaultConfig()
+		cfg.ClusterDomain = d
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "cluster domain") {
+			t.Errorf("cluster domain %q: err = %v, want it rejected", d, err)
+		}
+	}
+	for _, d := range []string{"cluster.local", "cluster.local.", "corp.example", "k8s_1.example"} {
+		cfg := DefaultConfig()
+		cfg.ClusterDomain = d
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("cluster domain %q: %v", d, err)
 		}
 	}
 }

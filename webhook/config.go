@@ -8,6 +8,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/depends-on/depends-on/webhook/target"
 )
 
 // Names of what the webhook injects. They are reserved: a Pod that already has a
@@ -36,6 +38,9 @@ type Config struct {
 	Resources corev1.ResourceRequirements
 	// FetchSizeLimit is the sizeLimit of the fetch emptyDir, and the cap on each download.
 	FetchSizeLimit resource.Quantity
+	// Limits bound what one Pod may ask for; zero fields take the defaults
+	// (DefaultMaxWaits, DefaultMaxFetches, DefaultMaxValueBytes).
+	Limits Limits
 }
 
 // WaitImageName is the name (without tag) of the wait-for-service image; the
@@ -70,8 +75,12 @@ func (c *Config) Validate() error {
 	if strings.TrimSpace(c.WaitImage) == "" {
 		errs = append(errs, errors.New("wait image must be set"))
 	}
-	if c.ClusterDomain == "" || strings.ContainsAny(c.ClusterDomain, " /:") {
-		errs = append(errs, fmt.Errorf("cluster domain %q is not a DNS domain", c.ClusterDomain))
+	// The rule wait-for-service applies to the names built on it.
+	if err := target.CheckDNSName(c.ClusterDomain); err != nil {
+		errs = append(errs, fmt.Errorf("cluster domain %q is not a DNS domain: %w", c.ClusterDomain, err))
+	}
+	if c.Limits.MaxWaits < 0 || c.Limits.MaxFetches < 0 || c.Limits.MaxValueBytes < 0 {
+		errs = append(errs, fmt.Errorf("limits %+v must not be negative", c.Limits))
 	}
 	if c.DefaultTimeout < 0 {
 		errs = append(errs, fmt.Errorf("default timeout %s must not be negative", c.DefaultTimeout))

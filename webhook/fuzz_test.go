@@ -8,6 +8,8 @@ import (
 
 	jsonpatchapply "github.com/evanphx/json-patch/v5"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/depends-on/depends-on/webhook/target"
 )
 
 // FuzzParse feeds arbitrary values to every key: Parse must not panic, must
@@ -91,6 +93,64 @@ func FuzzPatch(f *testing.F) {
 		if err != nil || len(again) != 0 {
 			raw2, _ := json.Marshal(again)
 			t.Fatalf("output is not a fixed point: err=%v patch=%s\ninput: %s", err, raw2, doc)
+		}
+	})
+}
+
+// FuzzArgs: for every Pod the webhook patches, every argument of the injected
+// containers is accepted by wait-for-service's own grammar (webhook/target):
+// flags first, then targets that target.ParseAll takes as a whole. Seeded with
+// the annotations that used to be admitted and then rejected by the binary.
+func FuzzArgs(f *testing.F) {
+	for _, s := range []string{"mydb:5432, myservice", "db.example.com:1, [::1]:2, 10.0.0.1:3", "http://myapi:/healthz",
+		"http://b:?", "/a=http://h:/", "/aab=https://a:?0", "http://h:8080/x?a=b", "/etc/a=https://h/?x=1, /b/c=http://h/",
+		"a:+80", "a:080", "256.1.1.1:80", "1.2.3:4", "s.ns", "HTTP://H/"} {
+		for k := range len(userKeys) - 1 { // not the timeout
+			f.Add(uint8(k), s, "shop", "cluster.local")
+		}
+	}
+	f.Add(uint8(0), "s", strings.Repeat("n", 63), strings.Repeat("d", 61)+"."+strings.Repeat("e", 61))
+	f.Fuzz(func(t *testing.T, k uint8, value, namespace, domain string) {
+		cfg := DefaultConfig()
+		cfg.ClusterDomain = domain
+		in, err := NewInjector(cfg)
+		if err != nil {
+			return // Config.Validate refuses the domain
+		}
+		key := userKeys[int(k)%(len(userKeys)-1)]
+		p := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}}}}
+		p.Annotations = map[string]string{key: value, AnnotationTimeout: "90s"}
+		out, err := in.Inject(PodFrom(p), namespace)
+		if err != nil {
+			return
+		}
+		checked := 0
+		for _, c := range out.Spec.InitContainers {
+			if c.Name != WaitContainerName && c.Name != FetchContainerName {
+				continue
+			}
+			args := c.Args
+			for len(args) > 0 && strings.HasPrefix(args[0], "--") {
+				if !strings.HasPrefix(args[0], "--timeout=") && !strings.HasPrefix(args[0], "--max-bytes=") {
+					t.Fatalf("unexpected flag %q", args[0])
+				}
+				args = args[1:]
+			}
+			if len(args) == 0 {
+				t.Fatalf("container %s has no targets: %q", c.Name, c.Args)
+			}
+			for _, a := range args {
+				if _, err := target.Parse(a); err != nil {
+					t.Fatalf("%s=%q: injected argument %q is rejected by wait-for-service: %v", key, value, a, err)
+				}
+			}
+			if _, err := target.ParseAll(args); err != nil {
+				t.Fatalf("%s=%q: injected arguments rejected by wait-for-service: %v", key, value, err)
+			}
+			checked++
+		}
+		if checked == 0 {
+			t.Fatalf("%s=%q was admitted but injected nothing", key, value)
 		}
 	})
 }

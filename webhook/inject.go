@@ -49,15 +49,20 @@ type InvalidError struct {
 }
 
 func (e *InvalidError) Error() string {
-	msgs := make([]string, len(e.Errs))
-	for i, err := range e.Errs {
+	// The first MaxProblems only: the message stays small whatever the Pod holds.
+	shown := e.Errs[:min(len(e.Errs), MaxProblems)]
+	msgs := make([]string, len(shown), len(shown)+1)
+	for i, err := range shown {
 		msgs[i] = err.Error()
 	}
+	if n := len(e.Errs) - len(shown); n > 0 {
+		msgs = append(msgs, fmt.Sprintf("and %d more", n))
+	}
 	noun := "problem"
-	if len(msgs) > 1 {
+	if len(e.Errs) > 1 {
 		noun = "problems"
 	}
-	return fmt.Sprintf("depends-on: %d %s: %s", len(msgs), noun, strings.Join(msgs, "; "))
+	return fmt.Sprintf("depends-on: %d %s: %s", len(e.Errs), noun, strings.Join(msgs, "; "))
 }
 
 // result is what injection computes for a Pod: the Pod without anything a previous
@@ -82,9 +87,10 @@ func (in *Injector) compute(pod *Pod, namespace string) (*result, error) {
 		namespace = pod.Namespace
 	}
 	base, prev, errs := strip(pod)
-	spec, perrs := Parse(base.Annotations, ParseOptions{Namespace: namespace, ClusterDomain: in.cfg.ClusterDomain})
-	errs = append(errs, perrs...)
-	errs = append(errs, checkCollisions(base, spec)...)
+	spec, perrs := Parse(base.Annotations, ParseOptions{Namespace: namespace, ClusterDomain: in.cfg.ClusterDomain, Limits: in.cfg.Limits})
+	cerrs := checkCollisions(base, spec)
+	cerrs = withoutRepeats(cerrs, errs) // strip may have denied the same reserved names
+	errs = append(append(errs, perrs...), cerrs...)
 	if len(errs) > 0 {
 		return nil, &InvalidError{Errs: errs}
 	}
@@ -111,75 +117,6 @@ func copyForApply(pod *Pod, mounts bool) *Pod {
 	return &out
 }
 
-// strip returns a copy of pod without what AnnotationInjected says a previous call
-// injected, and that record.
-func strip(pod *Pod) (*Pod, *Status, field.ErrorList) {
-	raw, ok := pod.Annotations[AnnotationInjected]
-	if !ok {
-		return pod, nil, nil // nothing to strip: no copy (the caller copies before it changes anything)
-	}
-	out := pod.DeepCopy()
-	var st Status
-	// Only ever strip names we inject: a hand-edited record must not remove the user's containers.
-	if err := json.Unmarshal([]byte(raw), &st); err != nil || st.Version != 1 ||
-		!subset(st.InitContainers, WaitContainerName, FetchContainerName) || !subset(st.Volumes, FetchVolumeName) {
-		return out, nil, field.ErrorList{field.Invalid(annotationsPath.Key(AnnotationInjected), raw,
-			"not written by this webhook version; remove the annotation (and what it injected)")}
-	}
-	delete(out.Annotations, AnnotationInjected)
-	keep := out.Spec.InitContainers[:0]
-	for _, c := range out.Spec.InitContainers {
-		if !slices.Contains(st.InitContainers, c.Name) {
-			keep = append(keep, c)
-		}
-	}
-	out.Spec.InitContainers = emptyToNil(keep)
-	keepVols := out.Spec.Volumes[:0]
-	for _, v := range out.Spec.Volumes {
-		if !slices.Contains(st.Volumes, v.Name) {
-			keepVols = append(keepVols, v)
-		}
-	}
-	out.Spec.Volumes = emptyToNil(keepVols)
-	stripMounts := func(cs []Container) {
-		for i := range cs {
-			cs[i].VolumeMounts = stripMountsOf(cs[i].VolumeMounts, st.Volumes)
-		}
-	}
-	for i := range out.Spec.InitContainers {
-		out.Spec.InitContainers[i].VolumeMounts = stripMountsOf(out.Spec.InitContainers[i].VolumeMounts, st.Volumes)
-	}
-	stripMounts(out.Spec.Containers)
-	return out, &st, nil
-}
-
-// stripMountsOf removes from ms (in place) the mounts of the named volumes.
-func stripMountsOf(ms []corev1.VolumeMount, volumes []string) []corev1.VolumeMount {
-	keep := ms[:0]
-	for _, m := range ms {
-		if !slices.Contains(volumes, m.Name) {
-			keep = append(keep, m)
-		}
-	}
-	return emptyToNil(keep)
-}
-
-func subset(names []string, allowed ...string) bool {
-	for _, n := range names {
-		if !slices.Contains(allowed, n) {
-			return false
-		}
-	}
-	return true
-}
-
-func emptyToNil[T any](s []T) []T {
-	if len(s) == 0 {
-		return nil
-	}
-	return s
-}
-
 // checkCollisions finds names and paths in the user's Pod that injection would clash with.
 func checkCollisions(pod *Pod, spec *Spec) field.ErrorList {
 	var errs field.ErrorList
@@ -201,9 +138,8 @@ func checkCollisions(pod *Pod, spec *Spec) field.ErrorList {
 		reserved[FetchContainerName] = "the injected fetch container"
 	}
 	check := func(p *field.Path, i int, name string) {
-		if what, ok := reserved[name]; ok {
-			errs = append(errs, field.Invalid(p.Index(i).Child("name"), name,
-				fmt.Sprintf("name is reserved for %s of depends-on.dev/; rename the container", what)))
+		if _, ok := reserved[name]; ok {
+			errs = append(errs, reservedContainer(p.Index(i), name))
 		}
 	}
 	for i, c := range pod.Spec.InitContainers {
@@ -217,23 +153,10 @@ func checkCollisions(pod *Pod, spec *Spec) field.ErrorList {
 	}
 	for i, v := range pod.Spec.Volumes {
 		if v.Name == FetchVolumeName {
-			errs = append(errs, field.Invalid(field.NewPath("spec", "volumes").Index(i).Child("name"), v.Name,
-				"name is reserved for the volume depends-on.dev/fetch injects; rename the volume"))
+			errs = append(errs, reservedVolume(field.NewPath("spec", "volumes").Index(i), v.Name))
 		}
 	}
-	p := annotationsPath.Key(AnnotationFetch)
-	for _, f := range spec.Fetches {
-		for _, c := range pod.Spec.Containers {
-			for _, m := range c.VolumeMounts {
-				mp := strings.TrimSuffix(m.MountPath, "/")
-				if mp == f.Path || strings.HasPrefix(mp, f.Path+"/") {
-					errs = append(errs, field.Invalid(p, f.Entry, fmt.Sprintf(
-						"path %s collides with volumeMount %q of container %q at %s", f.Path, m.Name, c.Name, m.MountPath)))
-				}
-			}
-		}
-	}
-	return errs
+	return append(errs, mountCollisions(pod, spec)...)
 }
 
 // apply adds the injected containers, volume and mounts to pod (a base Pod), and
@@ -258,8 +181,8 @@ func (in *Injector) apply(pod *Pod, spec *Spec) {
 	}
 	if len(spec.Fetches) > 0 {
 		args := append(timeoutArgs(timeout), "--max-bytes="+strconv.FormatInt(in.cfg.FetchSizeLimit.Value(), 10))
-		for i, f := range spec.Fetches {
-			args = append(args, "fetch:"+FetchDir+"/"+fetchFileName(i, f.Path)+"="+f.URL)
+		for _, f := range spec.Fetches {
+			args = append(args, f.Arg)
 		}
 		injected = append(injected, in.fetchContainer(args))
 		st.InitContainers = append(st.InitContainers, FetchContainerName)

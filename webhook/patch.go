@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"slices"
 	"strconv"
 	"strings"
 
@@ -41,37 +40,6 @@ func (in *Injector) Patch(pod *Pod, namespace string) ([]jsonpatch.Operation, er
 		return nil, err
 	}
 	return append(ops, add...), nil
-}
-
-// removeOps removes what prev records, from the back of each list so indexes stay valid.
-func removeOps(pod *Pod, prev *Status) []jsonpatch.Operation {
-	var ops []jsonpatch.Operation
-	mounts := func(base string, i int, ms []corev1.VolumeMount) {
-		for j := len(ms) - 1; j >= 0; j-- {
-			if slices.Contains(prev.Volumes, ms[j].Name) {
-				ops = append(ops, remove(base+"/"+strconv.Itoa(i)+"/volumeMounts/"+strconv.Itoa(j)))
-			}
-		}
-	}
-	for i, c := range pod.Spec.Containers {
-		mounts("/spec/containers", i, c.VolumeMounts)
-	}
-	for i, c := range pod.Spec.InitContainers {
-		if !slices.Contains(prev.InitContainers, c.Name) { // else removed whole below
-			mounts("/spec/initContainers", i, c.VolumeMounts)
-		}
-	}
-	for i := len(pod.Spec.InitContainers) - 1; i >= 0; i-- {
-		if slices.Contains(prev.InitContainers, pod.Spec.InitContainers[i].Name) {
-			ops = append(ops, remove("/spec/initContainers/"+strconv.Itoa(i)))
-		}
-	}
-	for i := len(pod.Spec.Volumes) - 1; i >= 0; i-- {
-		if slices.Contains(prev.Volumes, pod.Spec.Volumes[i].Name) {
-			ops = append(ops, remove("/spec/volumes/"+strconv.Itoa(i)))
-		}
-	}
-	return ops
 }
 
 var injectedAnnotationPath = "/metadata/annotations/" + escapePointer(AnnotationInjected)

@@ -14,6 +14,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/depends-on/depends-on/webhook/target"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -104,7 +106,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, tu tu
 // dnsServerAddr accepts "host:port", or a bare IP address or name for port 53.
 func dnsServerAddr(s string) (string, error) {
 	if _, port, err := net.SplitHostPort(s); err == nil {
-		if _, err := parsePort(port); err != nil {
+		if _, err := target.ParsePort(port); err != nil {
 			return "", err
 		}
 		return s, nil
@@ -125,14 +127,7 @@ good) after writing a one-line summary of what was not ready to the
 termination log, and 2 on a usage error. Flags go before the targets.
 
 Targets:
-  dns:NAME             ready when NAME resolves (A or AAAA record)
-  tcp:HOST:PORT        ready when a TCP connection to HOST:PORT succeeds;
-                       HOST is a name, an IPv4 address or an [IPv6] address
-  http://URL
-  https://URL          ready on a 2xx answer to GET (at most 5 redirects)
-  fetch:/ABS/PATH=URL  GET the http(s) URL; on a 2xx answer write the body to
-                       /ABS/PATH (atomically, mode 0644); ready once written
-
+`+target.Usage("  ")+`
 Flags:
 `)
 	fs.VisitAll(func(f *flag.Flag) {

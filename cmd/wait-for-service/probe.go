@@ -8,9 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/depends-on/depends-on/webhook/target"
 )
 
 // probeFunc checks a target once: nil means ready. A *permanentError means
@@ -54,19 +57,19 @@ func (e *tooManyRedirectsError) Error() string {
 // is rate limited on its own). life bounds everything the probe starts,
 // including dials that the HTTP transport keeps going in the background
 // after a request ends.
-func newProbe(life context.Context, t *target, cfg *config) probeFunc {
+func newProbe(life context.Context, t *target.Target, cfg *config) probeFunc {
 	tu := cfg.tuning
-	switch t.kind {
-	case kindDNS:
+	switch t.Kind {
+	case target.DNS:
 		// No caching: each probe is a fresh lookup, at most one per interval.
 		res := newCachingResolver(cfg.lookup, 0, tu.lookupInterval, tu.lookupSpread)
 		return func(ctx context.Context) error {
-			_, err := res.resolve(ctx, t.host)
+			_, err := res.resolve(ctx, t.Host)
 			return err
 		}
-	case kindTCP:
+	case target.TCP:
 		d := newDialer(life, cfg)
-		addr := net.JoinHostPort(t.host, t.port)
+		addr := net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
 		return func(ctx context.Context) error {
 			c, err := d.DialContext(ctx, "tcp", addr)
 			if err != nil {
@@ -75,7 +78,7 @@ func newProbe(life context.Context, t *target, cfg *config) probeFunc {
 			c.Close() // connected: ready, whatever Close says
 			return nil
 		}
-	case kindHTTP:
+	case target.HTTP:
 		client := newHTTPClient(life, cfg)
 		return func(ctx context.Context) error {
 			defer client.CloseIdleConnections()
@@ -89,7 +92,7 @@ func newProbe(life context.Context, t *target, cfg *config) probeFunc {
 			resp.Body.Close()
 			return nil
 		}
-	case kindFetch:
+	case target.Fetch:
 		client := newHTTPClient(life, cfg)
 		return func(ctx context.Context) error {
 			defer client.CloseIdleConnections()
@@ -98,10 +101,10 @@ func newProbe(life context.Context, t *target, cfg *config) probeFunc {
 				return err
 			}
 			defer resp.Body.Close()
-			return writeBody(resp, t.dest, cfg.maxBytes)
+			return writeBody(resp, t.Dest, cfg.maxBytes)
 		}
 	}
-	panic(fmt.Sprintf("unknown target kind %d", t.kind))
+	panic(fmt.Sprintf("unknown target kind %s", t.Kind))
 }
 
 func newDialer(life context.Context, cfg *config) *cachingDialer {
@@ -137,8 +140,8 @@ func newHTTPClient(life context.Context, cfg *config) *http.Client {
 
 // httpGet sends the GET of an http or fetch target and returns the response
 // if it is a 2xx; otherwise it closes the body and returns an error.
-func httpGet(ctx context.Context, client *http.Client, t *target, userAgent string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.url.String(), nil)
+func httpGet(ctx context.Context, client *http.Client, t *target.Target, userAgent string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.URL.String(), nil)
 	if err != nil {
 		return nil, &permanentError{msg: err.Error()}
 	}
@@ -151,7 +154,7 @@ func httpGet(ctx context.Context, client *http.Client, t *target, userAgent stri
 		var tooMany *tooManyRedirectsError
 		if errors.As(err, &ue) {
 			err = ue.Err
-			if u, perr := url.Parse(ue.URL); perr == nil && !sameURL(u, t.url) && !errors.As(err, &tooMany) {
+			if u, perr := url.Parse(ue.URL); perr == nil && !sameURL(u, t.URL) && !errors.As(err, &tooMany) {
 				err = &redirectedError{url: u.Redacted(), err: err}
 			}
 		}
@@ -163,7 +166,7 @@ func httpGet(ctx context.Context, client *http.Client, t *target, userAgent stri
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	err = &httpStatusError{status: resp.Status}
-	if u := resp.Request.URL; !sameURL(u, t.url) {
+	if u := resp.Request.URL; !sameURL(u, t.URL) {
 		err = &redirectedError{url: u.Redacted(), err: err}
 	}
 	return nil, err

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/depends-on/depends-on/webhook/target"
 )
 
 // config is what run decided from the command line.
@@ -81,19 +83,19 @@ func (s *targetState) get() (bool, string) {
 
 // targetFailure is the cancellation cause when a target fails permanently.
 type targetFailure struct {
-	t   *target
+	t   *target.Target
 	err *permanentError
 }
 
-func (f *targetFailure) Error() string { return f.t.name + " failed: " + f.err.msg }
+func (f *targetFailure) Error() string { return f.t.Name + " failed: " + f.err.msg }
 
 // waitAll probes all targets in parallel until all are ready (0), the
 // timeout expires or ctx is cancelled (1), or one fails permanently (1).
-func waitAll(ctx context.Context, cfg *config, targets []*target, log *logger) int {
+func waitAll(ctx context.Context, cfg *config, targets []*target.Target, log *logger) int {
 	start := time.Now()
 	names := make([]string, len(targets))
 	for i, t := range targets {
-		names[i] = t.name
+		names[i] = t.Name
 	}
 	limit := "no timeout"
 	if cfg.timeout > 0 {
@@ -130,7 +132,7 @@ func waitAll(ctx context.Context, cfg *config, targets []*target, log *logger) i
 			if lastErr == "" {
 				lastErr = "no probe completed yet"
 			}
-			pending = append(pending, fmt.Sprintf("%s (%s)", targets[i].name, lastErr))
+			pending = append(pending, fmt.Sprintf("%s (%s)", targets[i].Name, lastErr))
 		}
 	}
 	elapsed := time.Since(start)
@@ -141,33 +143,75 @@ func waitAll(ctx context.Context, cfg *config, targets []*target, log *logger) i
 
 	// Targets stop early for one of three reasons: one failed for good (the
 	// cause is set before its goroutine ends), a signal, or the timeout.
-	var msg string
+	var msg, short string
 	var failure *targetFailure
 	switch {
 	case errors.As(context.Cause(ctx), &failure):
-		msg = failure.Error()
+		msg = oneLine(failure.Error())
+		short = truncate(msg, maxTerminationMessage)
 	case parent.Err() != nil:
-		msg = fmt.Sprintf("interrupted after %s waiting for: %s", formatElapsed(elapsed), strings.Join(pending, "; "))
+		prefix := fmt.Sprintf("interrupted after %s waiting for: ", formatElapsed(elapsed))
+		msg, short = summary(prefix, pending, maxTerminationMessage)
 	default:
-		msg = fmt.Sprintf("timed out after %s waiting for: %s", cfg.timeout, strings.Join(pending, "; "))
+		prefix := fmt.Sprintf("timed out after %s waiting for: ", cfg.timeout)
+		msg, short = summary(prefix, pending, maxTerminationMessage)
 	}
-	msg = oneLine(msg)
 	log.printf("%s", msg)
-	if err := os.WriteFile(cfg.terminationLog, []byte(truncate(msg, maxTerminationMessage)), 0o644); err != nil {
+	if err := os.WriteFile(cfg.terminationLog, []byte(short), 0o644); err != nil {
 		log.printf("cannot write termination log: %v", err)
 	}
 	return 1
 }
 
+// summary returns prefix followed by the items separated by "; ", on one line,
+// in full (for the log) and cut to at most max bytes (for the termination
+// message). The cut keeps whole items and ends with "… and N more", N the
+// number of items left out, so that the reader knows how much is missing.
+func summary(prefix string, items []string, max int) (full, short string) {
+	for i := range items {
+		items[i] = oneLine(items[i])
+	}
+	full = oneLine(prefix) + strings.Join(items, "; ")
+	if len(full) <= max {
+		return full, full
+	}
+	var b strings.Builder
+	b.WriteString(oneLine(prefix))
+	for i, it := range items {
+		tail := fmt.Sprintf("… and %d more", len(items)-i)
+		sep := ""
+		if i > 0 {
+			sep = "; "
+		}
+		// Room for this item and the tail that would follow it if it is not the last.
+		next := ""
+		if i < len(items)-1 {
+			next = fmt.Sprintf(" … and %d more", len(items)-i-1)
+		}
+		if b.Len()+len(sep)+len(it)+len(next) > max {
+			if i == 0 {
+				// Not even the first item fits: cut it, then count the others.
+				if len(items) == 1 {
+					return full, truncate(full, max)
+				}
+				return full, cutAt(b.String()+it, max-len(next)) + next
+			}
+			return full, b.String() + " " + tail
+		}
+		b.WriteString(sep + it)
+	}
+	return full, b.String() // not reached: full did not fit
+}
+
 // waitTarget probes one target until it is ready (nil), ctx is done (nil),
 // or it fails permanently (*targetFailure).
-func waitTarget(ctx context.Context, cfg *config, t *target, probe probeFunc, st *targetState, log *logger, start time.Time) error {
+func waitTarget(ctx context.Context, cfg *config, t *target.Target, probe probeFunc, st *targetState, log *logger, start time.Time) error {
 	tu := cfg.tuning
 	maxDelay, limit := tu.connectBackoffMax, tu.probeTimeout
-	switch t.kind {
-	case kindDNS:
+	switch t.Kind {
+	case target.DNS:
 		maxDelay = tu.dnsBackoffMax
-	case kindFetch:
+	case target.Fetch:
 		limit = tu.fetchTimeout
 	}
 	bo := newBackoff(tu.initialBackoff, maxDelay, tu.backoffFactor, tu.jitter)
@@ -180,7 +224,7 @@ func waitTarget(ctx context.Context, cfg *config, t *target, probe probeFunc, st
 		cancel()
 		if err == nil {
 			st.set(true, "")
-			log.printf("%s ready after %s", t.name, formatElapsed(time.Since(start)))
+			log.printf("%s ready after %s", t.Name, formatElapsed(time.Since(start)))
 			return nil
 		}
 		if done(ctx) {
@@ -198,10 +242,10 @@ func waitTarget(ctx context.Context, cfg *config, t *target, probe probeFunc, st
 		msg := describe(err)
 		st.set(false, msg)
 		if now := time.Now(); msg != lastMsg {
-			log.printf("%s not ready: %s", t.name, msg)
+			log.printf("%s not ready: %s", t.Name, msg)
 			lastMsg, lastLine = msg, now
 		} else if now.Sub(lastLine) >= tu.stillWaiting {
-			log.printf("still waiting for %s after %s (last error: %s)", t.name, formatElapsed(now.Sub(start)), msg)
+			log.printf("still waiting for %s after %s (last error: %s)", t.Name, formatElapsed(now.Sub(start)), msg)
 			lastLine = now
 		}
 		if !sleep(ctx, bo.next()) {
@@ -227,6 +271,18 @@ func plural(n int, word string) string {
 	return fmt.Sprintf("%d %ss", n, word)
 }
 
+// cutAt returns the longest prefix of s of at most max bytes that does not end
+// inside a UTF-8 character.
+func cutAt(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	for max > 0 && !utf8.RuneStart(s[max]) {
+		max--
+	}
+	return s[:max]
+}
+
 // truncate cuts s to at most max bytes, ending with "…" if it was cut, on a
 // UTF-8 character boundary.
 func truncate(s string, max int) string {
@@ -234,9 +290,5 @@ func truncate(s string, max int) string {
 		return s
 	}
 	const ellipsis = "…"
-	cut := max - len(ellipsis)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + ellipsis
+	return cutAt(s, max-len(ellipsis)) + ellipsis
 }

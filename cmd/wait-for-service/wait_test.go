@@ -252,9 +252,12 @@ func TestLongSummaryIsTruncated(t *testing.T) {
 	if r.code != exitFail {
 		t.Fatalf("exit code = %d, want 1", r.code)
 	}
-	if len(r.termLog) > maxTerminationMessage || !strings.HasSuffix(r.termLog, "…") || !strings.HasPrefix(r.termLog, "timed out after 300ms waiting for: dns:") {
-		t.Errorf("termination log has %d bytes, starts %q, ends %q; want <= 4096 bytes ending in …",
-			len(r.termLog), r.termLog[:40], r.termLog[len(r.termLog)-10:])
+	// Whole targets, then how many were left out.
+	shown := strings.Count(r.termLog, "dns:")
+	if want := fmt.Sprintf(") … and %d more", 40-shown); len(r.termLog) > maxTerminationMessage || shown == 0 || shown == 40 ||
+		!strings.HasSuffix(r.termLog, want) || !strings.HasPrefix(r.termLog, "timed out after 300ms waiting for: dns:") {
+		t.Errorf("termination log has %d bytes, %d targets, starts %q, ends %q; want <= 4096 bytes ending in %q",
+			len(r.termLog), shown, r.termLog[:40], r.termLog[len(r.termLog)-20:], want)
 	}
 	// The log keeps the whole message.
 	if !strings.Contains(r.stderr, fmt.Sprintf("dns:%s-39.test. (lookup", strings.Repeat("x", 60))) &&
@@ -292,5 +295,38 @@ func TestTerminationLogWriteErrorIsOnlyLogged(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "cannot write termination log: open ") {
 		t.Errorf("log does not report the write error:\n%s", stderr.String())
+	}
+}
+
+func TestSummary(t *testing.T) {
+	a, b, c := strings.Repeat("a", 30), strings.Repeat("b", 30), strings.Repeat("c", 30)
+	items := []string{a, b, c}
+	whole := "p: " + a + "; " + b + "; " + c
+	full, short := summary("p: ", slices.Clone(items), len(whole))
+	if full != whole || short != whole {
+		t.Errorf("fits: %q, %q; want %q twice", full, short, whole)
+	}
+	for max, want := range map[int]string{
+		// Whole items as long as they fit with the tail, which says how many are missing.
+		len(whole) - 1: "p: " + a + "; " + b + " … and 1 more",
+		len("p: " + a + "; " + b + " … and 1 more"): "p: " + a + "; " + b + " … and 1 more",
+		len("p: "+a+"; "+b+" … and 1 more") - 1:     "p: " + a + " … and 2 more",
+		// Not even one whole item: cut it, and count the others.
+		len("p: "+a+" … and 2 more") - 1: "p: " + a[1:] + " … and 2 more",
+	} {
+		full, short := summary("p: ", slices.Clone(items), max)
+		if short != want || len(short) > max || full != whole {
+			t.Errorf("max %d: %q (%d bytes), want %q", max, short, len(short), want)
+		}
+	}
+	// One item too long: cut as before.
+	_, short = summary("p: ", []string{strings.Repeat("x", 50)}, 20)
+	if short != "p: "+strings.Repeat("x", 14)+"…" {
+		t.Errorf("one long item: %q", short)
+	}
+	// Newlines never reach the message.
+	full, _ = summary("p:\n", []string{"a\nb"}, 20)
+	if full != "p: a b" {
+		t.Errorf("newlines: %q", full)
 	}
 }
