@@ -141,8 +141,8 @@ func Place(p PodShape) (Placement, *field.Error) {
 	// Not an error: the mesh or another webhook that adds it may run after us.
 	pl := Placement{Index: defaultIndex(p.InitContainers), Pending: name}
 	pl.Warnings = append(pl.Warnings, fmt.Sprintf(
-		"%s: %q: the Pod has no init container of that name yet (init containers: %s); depends-on's containers start where the default rule puts them until it appears",
-		AnnotationAfter, name, listNames(p.InitContainers)))
+		"depends-on: %s: no init container %s yet (there are: %s); using the default place until one appears",
+		AnnotationAfter, short(name), short(listNames(p.InitContainers))))
 	return pl, nil
 }
 
@@ -295,13 +295,13 @@ func endpoints(spec *Spec) []endpoint {
 	var out []endpoint
 	for _, t := range spec.Waits {
 		if e, ok := endpointOf(t.Arg); ok {
-			e.what = t.Annotation + ": " + t.Entry
+			e.what = t.Entry
 			out = append(out, e)
 		}
 	}
 	for _, f := range spec.Fetches {
 		if e, ok := endpointOf(f.URL); ok {
-			e.what = AnnotationFetch + ": " + f.Entry
+			e.what = f.URL
 			out = append(out, e)
 		}
 	}
@@ -379,30 +379,68 @@ func MeshWarnings(p PodShape, m Mesh, at int, spec *Spec) []string {
 	for i, port := range portList {
 		ps[i] = strconv.Itoa(port)
 	}
-	var exclude string
-	switch m.Kind {
-	case Istio:
-		exclude = `use native sidecars (sidecar.istio.io/nativeSidecar: "true", Kubernetes >= 1.29) or exclude the ports (` +
-			istioExcludePorts + `: "` + strings.Join(ps, ",") + `"); see https://istio.io/latest/docs/setup/additional-setup/cni/#compatibility-with-application-init-containers`
-	case Linkerd:
-		exclude = `use native sidecars (config.linkerd.io/proxy-enable-native-sidecar: "true") or skip the ports (` +
-			linkerdSkipPorts + `: "` + strings.Join(ps, ",") + `"); see https://linkerd.io/2-edge/features/cni/#allowing-initcontainer-networking`
-	}
 	var why, fix string
 	switch {
 	case m.Native: // only depends-on.dev/after can put it ahead of the native proxy
-		why = fmt.Sprintf("it starts before the native sidecar %s while the mesh's redirect is already in place", m.Proxy)
+		why = "it starts before " + m.Proxy + " and the redirect is already in place"
 		fix = fmt.Sprintf("remove %s, or name %s or a later init container", AnnotationAfter, m.Proxy)
 	case m.CNI:
-		why = "the mesh's CNI plugin redirects its connections to " + m.Proxy + ", which starts only after the init containers"
-		fix = exclude
+		why = "the CNI plugin redirects its connections to " + m.Proxy + ", which starts after the init containers"
 	default: // a classic mesh puts its redirect container last; only after: moves us past it
-		why = fmt.Sprintf("it starts after %s, whose rules redirect its connections to %s, which starts only after the init containers",
-			p.InitContainers[m.RedirectIndex].Name, m.Proxy)
-		fix = "remove " + AnnotationAfter + ", or " + exclude
+		why = "it starts after " + p.InitContainers[m.RedirectIndex].Name + ", whose rules redirect its connections to " + m.Proxy
+		fix = "remove " + AnnotationAfter + " (classic meshes put " + p.InitContainers[m.RedirectIndex].Name + " last so init containers before it reach the network)"
 	}
-	return []string{fmt.Sprintf("depends-on: %s cannot reach %s: %s, so it would wait until its timeout; %s",
-		WaitContainerName, strings.Join(blocked, ", "), why, fix)}
+	if fix == "" {
+		ports := strings.Join(ps, ",")
+		switch m.Kind {
+		case Istio:
+			fix = `set sidecar.istio.io/nativeSidecar: "true" (native sidecars), or ` + istioExcludePorts + `: "` + ports + `"`
+		case Linkerd:
+			fix = `set config.linkerd.io/proxy-enable-native-sidecar: "true", or ` + linkerdSkipPorts + `: "` + ports + `"`
+		}
+	}
+	out := []string{
+		fmt.Sprintf("depends-on: %s cannot reach %s: %s", WaitContainerName, shortList(blocked), why),
+		"depends-on: to let it through, " + fix,
+	}
+	switch m.Kind {
+	case Istio:
+		out = append(out, "depends-on: see https://istio.io/latest/docs/setup/additional-setup/cni/#compatibility-with-application-init-containers")
+	case Linkerd:
+		out = append(out, "depends-on: see https://linkerd.io/2-edge/features/cni/#allowing-initcontainer-networking")
+	}
+	return out
+}
+
+// Warnings longer than 256 characters, and many warnings, may be truncated by the
+// API server (AdmissionResponse.warnings): keep each short and their number bounded.
+const (
+	maxWarningEntry = 64
+	maxWarnings     = 8
+)
+
+// short quotes a user's entry, cut to maxWarningEntry characters.
+func short(s string) string {
+	if len(s) > maxWarningEntry {
+		s = s[:maxWarningEntry] + "..."
+	}
+	return strconv.Quote(s)
+}
+
+func shortList(items []string) string {
+	const show = 2
+	var b strings.Builder
+	for i, it := range items {
+		if i == show {
+			fmt.Fprintf(&b, " and %d more", len(items)-show)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(short(it))
+	}
+	return b.String()
 }
 
 // passes reports whether the Pod's own annotations leave e out of the redirect.
@@ -494,12 +532,11 @@ func LoopbackWarnings(p PodShape, at int, spec *Spec) []string {
 		if !isLoopback(e.host) || e.port == 0 {
 			continue
 		}
-		hint := "app containers start only after every init container: run what listens there as a native sidecar (an init container with restartPolicy: Always) declared before your own init containers"
+		hint := "app containers start after init containers: make its server a native sidecar (restartPolicy: Always) before them"
 		if len(later) > 0 {
-			hint = fmt.Sprintf("native sidecar %s starts after %s: declare it before your own init containers or set %s: %s",
-				later[0], WaitContainerName, AnnotationAfter, later[0])
+			hint = fmt.Sprintf("native sidecar %s starts after it: declare it earlier or set %s: %s", later[0], AnnotationAfter, later[0])
 		}
-		out = append(out, fmt.Sprintf("depends-on: %s is on the Pod's loopback, but no native sidecar starts before %s; %s", e.what, WaitContainerName, hint))
+		out = append(out, fmt.Sprintf("depends-on: %s is on loopback but no native sidecar starts before %s; %s", short(e.what), WaitContainerName, hint))
 	}
 	return out
 }
@@ -520,15 +557,15 @@ func ServiceWarnings(p PodShape, spec *Spec) []string {
 		hostPart, _, hasPort := strings.Cut(t.Entry, ":")
 		name, ns, _ := strings.Cut(hostPart, ".")
 		if !hasPort {
-			out = append(out, fmt.Sprintf("depends-on: %s: %q has no port: its DNS name resolves as soon as the Service exists, ready backends or not; write %s:PORT to wait for a connection",
-				AnnotationServices, t.Entry, t.Entry))
+			out = append(out, fmt.Sprintf("depends-on: %s: %s has no port: its name resolves once the Service exists, ready or not; add :PORT to wait for a backend",
+				AnnotationServices, short(t.Entry)))
 		}
 		if ns != "" && ns != p.Namespace {
 			continue
 		}
 		if why, ok := own[strings.ToLower(name)]; ok {
-			out = append(out, fmt.Sprintf("depends-on: %s: %q looks like this Pod's own Service (%s): a Pod that waits for its own Service does not start until another replica already serves it",
-				AnnotationServices, t.Entry, why))
+			out = append(out, fmt.Sprintf("depends-on: %s: %s looks like this Pod's own Service (%s): waiting for it, the Pod starts only once another replica serves it",
+				AnnotationServices, short(t.Entry), short(why)))
 		}
 	}
 	return out
@@ -568,5 +605,8 @@ func Warnings(p PodShape, at int, spec *Spec) []string {
 	out = append(out, ServiceWarnings(p, spec)...)
 	out = append(out, LoopbackWarnings(p, at, spec)...)
 	out = append(out, MeshWarnings(p, DetectMesh(p), at, spec)...)
+	if len(out) > maxWarnings {
+		out = append(out[:maxWarnings-1], fmt.Sprintf("depends-on: %d more warnings not shown", len(out)-maxWarnings+1))
+	}
 	return out
 }

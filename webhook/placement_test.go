@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -123,7 +124,7 @@ func TestMeshShapes(t *testing.T) {
 		file     string
 		index    int
 		mesh     Mesh
-		warnings []string // substrings of the one expected warning; none: no warning
+		warnings []string // substrings of the mesh warnings; none: no warning
 	}{
 		{file: "istio-classic.yaml", index: 0,
 			mesh: Mesh{Kind: Istio, Proxy: istioProxy, ProxyIndex: -1, RedirectIndex: 1, ProxyUID: 1337}},
@@ -133,8 +134,8 @@ func TestMeshShapes(t *testing.T) {
 			mesh: Mesh{Kind: Istio, Proxy: istioProxy, Native: true, ProxyIndex: 1, CNI: true, RedirectIndex: -1, ProxyUID: 1337}},
 		{file: "istio-cni-classic.yaml", index: 0,
 			mesh: Mesh{Kind: Istio, Proxy: istioProxy, ProxyIndex: -1, CNI: true, RedirectIndex: -1, ProxyUID: 1337},
-			warnings: []string{`cannot reach depends-on.dev/services: mydb:5432, depends-on.dev/http: http://inventory.shop.svc:8080/healthz: the mesh's CNI plugin redirects its connections to istio-proxy`,
-				`traffic.sidecar.istio.io/excludeOutboundPorts: "5432,8080"`}},
+			warnings: []string{`cannot reach "mydb:5432", "http://inventory.shop.svc:8080/healthz": the CNI plugin redirects its connections to istio-proxy`,
+				`traffic.sidecar.istio.io/excludeOutboundPorts: "5432,8080"`, "https://istio.io/latest/docs/setup/additional-setup/cni/"}},
 		{file: "istio-cni-classic-excluded.yaml", index: 0,
 			mesh: Mesh{Kind: Istio, Proxy: istioProxy, ProxyIndex: -1, CNI: true, RedirectIndex: -1, ProxyUID: 1337}},
 		{file: "linkerd-native.yaml", index: 2,
@@ -143,8 +144,8 @@ func TestMeshShapes(t *testing.T) {
 			mesh: Mesh{Kind: Linkerd, Proxy: linkerdProxy, ProxyIndex: -1, RedirectIndex: 1, ProxyUID: 2102}},
 		{file: "linkerd-cni-classic.yaml", index: 0,
 			mesh: Mesh{Kind: Linkerd, Proxy: linkerdProxy, ProxyIndex: -1, CNI: true, RedirectIndex: -1, ProxyUID: 2102},
-			warnings: []string{`cannot reach depends-on.dev/services: emoji-svc:8080, depends-on.dev/tcp: 10.96.0.10:53: the mesh's CNI plugin`,
-				`config.linkerd.io/skip-outbound-ports: "53,8080"`}},
+			warnings: []string{`cannot reach "emoji-svc:8080", "10.96.0.10:53": the CNI plugin`,
+				`config.linkerd.io/skip-outbound-ports: "53,8080"`, "https://linkerd.io/2-edge/features/cni/"}},
 		{file: "native-sidecar-migrate.yaml", index: 1, mesh: Mesh{ProxyIndex: -1, RedirectIndex: -1}},
 		{file: "after.yaml", index: 2, mesh: Mesh{ProxyIndex: -1, RedirectIndex: -1}},
 	} {
@@ -161,14 +162,20 @@ func TestMeshShapes(t *testing.T) {
 				t.Errorf("DetectMesh = %+v, want %+v", m, tc.mesh)
 			}
 			got := Warnings(p, pl.Index, spec)
-			if len(got) != min(len(tc.warnings), 1) {
-				t.Fatalf("warnings %q, want %d", got, min(len(tc.warnings), 1))
+			want := 0
+			if len(tc.warnings) > 0 {
+				want = 3 // what, how to let it through, the mesh's page
 			}
+			if len(got) != want {
+				t.Fatalf("warnings %q, want %d", got, want)
+			}
+			all := strings.Join(got, "\n")
 			for _, w := range tc.warnings {
-				if !strings.Contains(got[0], w) {
-					t.Errorf("warning %q lacks %q", got[0], w)
+				if !strings.Contains(all, w) {
+					t.Errorf("warnings %q lack %q", got, w)
 				}
 			}
+			checkWarningSizes(t, got)
 		})
 	}
 }
@@ -183,7 +190,7 @@ func TestMeshWarningsWithAfter(t *testing.T) {
 		t.Errorf("before istio-init: %q, want none", got)
 	}
 	got := MeshWarnings(classic, m, 2, spec) // depends-on.dev/after: istio-init
-	if len(got) != 1 || !strings.Contains(got[0], "it starts after istio-init") || !strings.Contains(got[0], "remove depends-on.dev/after") {
+	if len(got) != 3 || !strings.Contains(got[0], "it starts after istio-init") || !strings.Contains(got[1], "remove depends-on.dev/after") {
 		t.Errorf("after istio-init: %q", got)
 	}
 
@@ -192,7 +199,7 @@ func TestMeshWarningsWithAfter(t *testing.T) {
 		Containers:     []Container{ic("app")}}
 	m = DetectMesh(native)
 	got = MeshWarnings(native, m, 1, spec) // depends-on.dev/after: linkerd-network-validator
-	if len(got) != 1 || !strings.Contains(got[0], "before the native sidecar linkerd-proxy") {
+	if len(got) != 3 || !strings.Contains(got[0], "it starts before linkerd-proxy") || !strings.Contains(got[1], "name linkerd-proxy or a later") {
 		t.Errorf("before the native proxy: %q", got)
 	}
 	if got := MeshWarnings(native, m, 2, spec); got != nil {
@@ -240,7 +247,7 @@ func TestMeshExclusions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p, m := cni(tc.kind, tc.ann)
 			got := MeshWarnings(p, m, 1, tc.spec)
-			if (len(got) == 1) != tc.warn || len(got) > 1 {
+			if (len(got) == 3) != tc.warn || (len(got) != 0 && len(got) != 3) {
 				t.Errorf("MeshWarnings = %q, want a warning: %v", got, tc.warn)
 			}
 		})
@@ -258,9 +265,9 @@ func TestLoopbackWarnings(t *testing.T) {
 	}{
 		{name: "sidecar before", p: PodShape{InitContainers: []Container{sidecar("cloud-sql-proxy"), ic("migrate")}}, at: 1, empty: true},
 		{name: "sidecar after", p: PodShape{InitContainers: []Container{ic("migrate"), sidecar("cloud-sql-proxy")}}, at: 0,
-			want: "native sidecar cloud-sql-proxy starts after wait-for-service: declare it before your own init containers or set depends-on.dev/after: cloud-sql-proxy"},
+			want: "native sidecar cloud-sql-proxy starts after it: declare it earlier or set depends-on.dev/after: cloud-sql-proxy"},
 		{name: "proxy as an app container", p: PodShape{Containers: []Container{ic("cloud-sql-proxy"), ic("app")}}, at: 0,
-			want: "app containers start only after every init container"},
+			want: "app containers start after init containers"},
 		{name: "host network", p: PodShape{HostNetwork: true}, at: 0, empty: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -271,7 +278,7 @@ func TestLoopbackWarnings(t *testing.T) {
 				}
 				return
 			}
-			if len(got) != 1 || !strings.Contains(got[0], tc.want) || !strings.Contains(got[0], "depends-on.dev/tcp: 127.0.0.1:5432") {
+			if len(got) != 1 || !strings.Contains(got[0], tc.want) || !strings.Contains(got[0], `"127.0.0.1:5432" is on loopback`) {
 				t.Errorf("got %q, want one containing %q", got, tc.want)
 			}
 		})
@@ -296,13 +303,13 @@ func TestServiceWarnings(t *testing.T) {
 	}{
 		{"portless", PodShape{Namespace: "shop"}, "mydb", []string{`"mydb" has no port`}},
 		{"with port", PodShape{Namespace: "shop"}, "mydb:5432", nil},
-		{"deployment's own name", deployment, "orders:8080", []string{`looks like this Pod's own Service (generateName orders-7d9f8b6c5-)`}},
-		{"own label, case-insensitive", deployment, "orders-api:8080", []string{`(label app.kubernetes.io/name=Orders-API)`}},
+		{"deployment's own name", deployment, "orders:8080", []string{`looks like this Pod's own Service ("generateName orders-7d9f8b6c5-")`}},
+		{"own label, case-insensitive", deployment, "orders-api:8080", []string{`("label app.kubernetes.io/name=Orders-API")`}},
 		{"own name in own namespace", deployment, "orders.shop:8080", []string{"looks like this Pod's own Service"}},
 		{"same name, other namespace", deployment, "orders.billing:8080", nil},
 		{"portless and own", deployment, "orders", []string{"has no port", "looks like this Pod's own Service"}},
-		{"statefulset governing service", PodShape{Namespace: "shop", Subdomain: "pg"}, "pg:5432", []string{"(spec.subdomain)"}},
-		{"job", PodShape{Namespace: "shop", GenerateName: "backup-"}, "backup:80", []string{"(generateName backup-)"}},
+		{"statefulset governing service", PodShape{Namespace: "shop", Subdomain: "pg"}, "pg:5432", []string{`("spec.subdomain")`}},
+		{"job", PodShape{Namespace: "shop", GenerateName: "backup-"}, "backup:80", []string{`("generateName backup-")`}},
 		{"another service", deployment, "payments:8080", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -317,4 +324,40 @@ func TestServiceWarnings(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkWarningSizes: the API server may truncate warnings over 256 characters.
+func checkWarningSizes(t *testing.T, ws []string) {
+	t.Helper()
+	for _, w := range ws {
+		if len(w) > 256 {
+			t.Errorf("warning of %d characters (> 256): %q", len(w), w)
+		}
+	}
+}
+
+func TestWarningsBounded(t *testing.T) {
+	long := strings.Repeat("a", 63)
+	var waits []Target
+	for i := 0; i < 20; i++ {
+		entry := long[:60] + strconv.Itoa(i)
+		waits = append(waits, Target{Annotation: AnnotationServices, Entry: entry, Arg: "dns:" + entry + ".shop.svc.cluster.local."})
+	}
+	waits = append(waits, Target{Annotation: AnnotationTCP, Entry: "10.0.0.1:5432", Arg: "tcp:10.0.0.1:5432"})
+	p := PodShape{Namespace: "shop", Labels: map[string]string{"app": long},
+		InitContainers: []Container{ic(istioValidation)}, Containers: []Container{ic(istioProxy)}}
+	got := Warnings(p, 1, &Spec{Waits: waits})
+	if len(got) != maxWarnings || !strings.Contains(got[maxWarnings-1], "more warnings not shown") {
+		t.Errorf("got %d warnings, last %q; want %d ending with a count", len(got), got[len(got)-1], maxWarnings)
+	}
+	checkWarningSizes(t, got)
+	pl, err := Place(PodShape{Annotations: map[string]string{AnnotationAfter: long}, InitContainers: []Container{ic(long), ic(long + "b")}[:1]})
+	if err != nil || pl.Index != 1 {
+		t.Fatalf("Place = %+v, %v", pl, err)
+	}
+	pl, err = Place(PodShape{Annotations: map[string]string{AnnotationAfter: "x" + long[:62]}, InitContainers: []Container{ic(long), ic(long), ic(long)}})
+	if err != nil || pl.Pending == "" {
+		t.Fatalf("Place = %+v, %v", pl, err)
+	}
+	checkWarningSizes(t, pl.Warnings)
 }
