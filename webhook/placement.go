@@ -543,7 +543,8 @@ func LoopbackWarnings(p PodShape, at int, spec *Spec) []string {
 
 // ServiceWarnings warns about services entries without a port, and about entries
 // that look like the Pod's own Service (a Pod that waits for itself never starts
-// unless another replica already serves it). The Service's selector is not
+// unless another replica already serves it; checked for entries with a port, and
+// for the headless subdomain Service whose name needs a ready replica). The Service's selector is not
 // visible at admission: "own" means the entry's name, in the Pod's namespace,
 // equals the Pod's subdomain (a StatefulSet's governing Service), its app,
 // app.kubernetes.io/name or k8s-app label, or the workload name in generateName.
@@ -563,7 +564,9 @@ func ServiceWarnings(p PodShape, spec *Spec) []string {
 		if ns != "" && ns != p.Namespace {
 			continue
 		}
-		if why, ok := own[strings.ToLower(name)]; ok {
+		// A ClusterIP name resolves without backends: only a connection (or a
+		// headless Service's name) waits for a replica.
+		if why, ok := own[strings.ToLower(name)]; ok && (hasPort || why == "spec.subdomain") {
 			out = append(out, fmt.Sprintf("depends-on: %s: %s looks like this Pod's own Service (%s): waiting for it, the Pod starts only once another replica serves it",
 				AnnotationServices, short(t.Entry), short(why)))
 		}
