@@ -542,9 +542,9 @@ func LoopbackWarnings(p PodShape, at int, spec *Spec) []string {
 }
 
 // ServiceWarnings warns about services entries without a port, and about entries
-// that look like the Pod's own Service (a Pod that waits for itself never starts
-// unless another replica already serves it; checked for entries with a port, and
-// for the headless subdomain Service whose name needs a ready replica). The Service's selector is not
+// that look like the Pod's own Service: a Pod that waits for a connection to itself
+// (or for its headless subdomain Service's name, which needs a ready replica)
+// starts only once another replica serves it. The Service's selector is not
 // visible at admission: "own" means the entry's name, in the Pod's namespace,
 // equals the Pod's subdomain (a StatefulSet's governing Service), its app,
 // app.kubernetes.io/name or k8s-app label, or the workload name in generateName.
