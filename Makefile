@@ -251,8 +251,8 @@ E2E_TIMEOUT ?= 60m
 E2E_FLAGS ?=
 
 .PHONY: e2e
-e2e: ## Kind tier (test/e2e): build and load the images, cert-manager, depends-on, the docs' examples and more.
-	. test/kind-env.sh && $(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) -parallel 8 ./test/e2e $(E2E_FLAGS)
+e2e: helm ## Kind tier (test/e2e): build and load the images, cert-manager, depends-on, the docs' examples and more.
+	. test/kind-env.sh && HELM="$(HELM)" $(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) -parallel 8 ./test/e2e $(E2E_FLAGS)
 
 .PHONY: demo
 demo: ## Kind cluster depends-on-demo with cert-manager, depends-on and the docs' two examples, narrated.

@@ -46,11 +46,23 @@ T0=$SECONDS
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
+# Phase times, printed at the end: phase NAME closes the previous phase.
+phases=()
+phase_name=""
+phase_start=$SECONDS
+phase() {
+	[ -z "$phase_name" ] || phases+=("$(printf '%-44s %4d s' "$phase_name" $((SECONDS - phase_start)))")
+	phase_name="$1"
+	phase_start=$SECONDS
+}
+
+phase "make docker-build"
 bold "Building the images $IMG and $WAIT_IMG (make docker-build)"
 make --no-print-directory docker-build VERSION="$VERSION" IMG="$IMG" WAIT_IMG="$WAIT_IMG" >"$tmp/build.log" 2>&1 ||
 	{ tail -n 40 "$tmp/build.log"; die "make docker-build failed"; }
 say "built in $((SECONDS - T0)) s"
 
+phase "kind cluster"
 if cluster_exists; then
 	bold "Reusing the kind cluster $CLUSTER"
 	"$KIND" export kubeconfig --name "$CLUSTER" >/dev/null 2>&1
@@ -70,17 +82,20 @@ fi
 for img in $cm_images busybox:1.28 nginx:1.27; do
 	if docker image inspect "$img" >/dev/null 2>&1; then images+=("$img"); fi
 done
+phase "kind load"
 bold "Loading ${#images[@]} images into the cluster"
 "$KIND" load docker-image --name "$CLUSTER" "${images[@]}" >"$tmp/load.log" 2>&1 ||
 	{ cat "$tmp/load.log"; die "kind load failed"; }
 say "${images[*]}"
 
+phase "cert-manager install"
 bold "Installing cert-manager ($CERT_MANAGER_MANIFEST)"
 k apply --server-side --force-conflicts -f "$CERT_MANAGER_MANIFEST" >"$tmp/cert-manager.log" ||
 	{ cat "$tmp/cert-manager.log"; die "cannot apply cert-manager"; }
 k -n cert-manager wait --for=condition=Available --timeout=5m \
 	deployment/cert-manager deployment/cert-manager-cainjector deployment/cert-manager-webhook
 
+phase "depends-on install (until it injects)"
 bold "Installing depends-on (deploy/cert-manager, images $IMG and $WAIT_IMG)"
 go run ./deploy/render --image "$IMG" --wait-image "$WAIT_IMG" deploy/cert-manager >"$tmp/depends-on.yaml"
 existed=false
@@ -112,6 +127,7 @@ for i in $(seq 60); do
 done
 show -n depends-on-system get deployment,pods
 
+phase "the two examples"
 bold "Example 1: myapp-pod waits for the Services myservice and mydb (examples/myapp-pod.yaml)"
 # Start from scratch on a reused cluster.
 k -n "$NS" delete -f examples/myapp-pod.yaml -f examples/services.yaml -f examples/init-demo.yaml -f examples/info-page.yaml \
@@ -153,7 +169,9 @@ show -n "$NS" exec init-demo -c nginx -- cat /usr/share/nginx/html/index.html
 printf '$ kubectl get --raw /api/v1/namespaces/%s/pods/init-demo:80/proxy/   # nginx on port 80\n' "$NS"
 k get --raw "/api/v1/namespaces/$NS/pods/init-demo:80/proxy/"
 
+phase ""
 bold "Done in $((SECONDS - T0)) s"
+printf '    %s\n' "${phases[@]}"
 say "kubectl context: kind-$CLUSTER (kubectl --context kind-$CLUSTER get pods)"
 say "try: kubectl --context kind-$CLUSTER -n $NS describe pod myapp-pod"
 say "clean up: make demo-clean"
