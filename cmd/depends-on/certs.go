@@ -38,7 +38,7 @@ func runCerts(ctx context.Context, env *cmdEnv, args []string) int {
 	}
 	var servings, webhookConfigs stringList
 	var (
-		namespace     = fs.String("namespace", defaultNS, "namespace of the Secrets (default $POD_NAMESPACE, else "+certgen.DefaultNamespace+")")
+		namespace     = fs.String("namespace", defaultNS, "namespace of the Secrets (the default is $POD_NAMESPACE when set)")
 		caSecret      = fs.String("ca-secret", "depends-on-ca", "Secret holding the CA (tls.crt, tls.key) and the trust bundle (ca.crt)")
 		clusterDomain = fs.String("cluster-domain", certgen.DefaultClusterDomain, "cluster DNS domain, for the names of service=")
 		validity      = fs.Duration("validity", incluster.DefaultCertValidity, "validity of each serving certificate")
