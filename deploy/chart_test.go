@@ -230,6 +230,20 @@ func TestChartLint(t *testing.T) {
 	for _, set := range [][]string{nil, {"certManager.enabled=false"}, {"serviceMonitor.enabled=true", "namespace.create=true"}} {
 		helm(t, "lint", append([]string{"--strict", filepath.Join(tree, deploy.ChartDir)}, setFlags(set)...)...)
 	}
+	// values.schema.json rejects a mistyped or mistyped-type value.
+	for _, bad := range []string{"replica=3", "replicas=two", "certManager.enable=false", "image.pullPolicy=Sometimes"} {
+		c := exec.Command(helmBinary(t), "template", "x", filepath.Join(tree, deploy.ChartDir), "--kube-version", chartKubeVersion, "--set", bad)
+		if out, err := c.CombinedOutput(); err == nil || !strings.Contains(string(out), "schema") {
+			t.Errorf("helm template --set %s: err %v, output %q: want a schema error", bad, err, tail(out))
+		}
+	}
+}
+
+func tail(b []byte) string {
+	if len(b) > 300 {
+		b = b[len(b)-300:]
+	}
+	return string(b)
 }
 
 // TestChartValues: every value the chart offers changes what it should, and
