@@ -169,6 +169,7 @@ docker-check: ## Smoke-test the built images: run them, user 65532, wait-for-ser
 	$(DOCKER) run --rm $(WAIT_IMG) --help >/dev/null
 	$(DOCKER) run --rm $(WAIT_IMG) --version
 	$(DOCKER) run --rm $(IMG) --version
+	$(DOCKER) run --rm --entrypoint /depends-on $(IMG) version
 	@for img in $(IMG) $(WAIT_IMG); do \
 	  user="$$($(DOCKER) image inspect -f '{{.Config.User}}' $$img)"; \
 	  case "$$user" in 65532|65532:65532) ;; *) echo "$$img runs as '$$user', want 65532"; exit 1;; esac; \
