@@ -44,7 +44,7 @@ fi
 
 T0=$SECONDS
 tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+trap 'if [ -n "${build_pid:-}" ]; then kill "$build_pid" 2>/dev/null || true; fi; rm -rf "$tmp"' EXIT
 
 # Phase times, printed at the end: phase NAME closes the previous phase.
 phases=()
@@ -56,13 +56,19 @@ phase() {
 	phase_start=$SECONDS
 }
 
-phase "make docker-build"
-bold "Building the images $IMG and $WAIT_IMG (make docker-build)"
-make --no-print-directory docker-build VERSION="$VERSION" IMG="$IMG" WAIT_IMG="$WAIT_IMG" >"$tmp/build.log" 2>&1 ||
-	{ tail -n 40 "$tmp/build.log"; die "make docker-build failed"; }
-say "built in $((SECONDS - T0)) s"
+# The images build (host-built binaries: seconds on a warm machine) while kind
+# creates the cluster.
+bold "Building the images $IMG and $WAIT_IMG (make docker-build, in the background)"
+build_start=$(date +%s)
+(
+	rc=0
+	make --no-print-directory docker-build VERSION="$VERSION" IMG="$IMG" WAIT_IMG="$WAIT_IMG" >"$tmp/build.log" 2>&1 || rc=$?
+	echo "$(($(date +%s) - build_start))" >"$tmp/build.seconds"
+	exit "$rc"
+) &
+build_pid=$!
 
-phase "kind cluster"
+phase "kind cluster (make docker-build in parallel)"
 if cluster_exists; then
 	bold "Reusing the kind cluster $CLUSTER"
 	"$KIND" export kubeconfig --name "$CLUSTER" >/dev/null 2>&1
@@ -74,7 +80,7 @@ fi
 # Load what the cluster cannot pull: our images, and whatever of cert-manager's and the
 # examples' images the local Docker has (the offline kit builds them; with internet the
 # node pulls them if they are not here).
-images=("$IMG" "$WAIT_IMG")
+images=()
 cm_images="${CERT_MANAGER_IMAGES:-}"
 if [ -z "$cm_images" ] && [ -f "$CERT_MANAGER_MANIFEST" ] && [ -f "$(dirname "$CERT_MANAGER_MANIFEST")/images.txt" ]; then
 	cm_images="$(cat "$(dirname "$CERT_MANAGER_MANIFEST")/images.txt")"
@@ -82,11 +88,13 @@ fi
 for img in $cm_images busybox:1.28 nginx:1.27; do
 	if docker image inspect "$img" >/dev/null 2>&1; then images+=("$img"); fi
 done
-phase "kind load"
-bold "Loading ${#images[@]} images into the cluster"
-"$KIND" load docker-image --name "$CLUSTER" "${images[@]}" >"$tmp/load.log" 2>&1 ||
-	{ cat "$tmp/load.log"; die "kind load failed"; }
-say "${images[*]}"
+phase "kind load (cert-manager, examples)"
+if [ ${#images[@]} -gt 0 ]; then
+	bold "Loading ${#images[@]} images into the cluster"
+	"$KIND" load docker-image --name "$CLUSTER" "${images[@]}" >"$tmp/load.log" 2>&1 ||
+		{ cat "$tmp/load.log"; die "kind load failed"; }
+	say "${images[*]}"
+fi
 
 phase "cert-manager install"
 bold "Installing cert-manager ($CERT_MANAGER_MANIFEST)"
@@ -94,6 +102,13 @@ k apply --server-side --force-conflicts -f "$CERT_MANAGER_MANIFEST" >"$tmp/cert-
 	{ cat "$tmp/cert-manager.log"; die "cannot apply cert-manager"; }
 k -n cert-manager wait --for=condition=Available --timeout=5m \
 	deployment/cert-manager deployment/cert-manager-cainjector deployment/cert-manager-webhook
+
+phase "wait for make docker-build, kind load"
+wait "$build_pid" || { tail -n 40 "$tmp/build.log"; die "make docker-build failed"; }
+say "make docker-build took $(cat "$tmp/build.seconds") s (while the cluster was created)"
+"$KIND" load docker-image --name "$CLUSTER" "$IMG" "$WAIT_IMG" >"$tmp/load.log" 2>&1 ||
+	{ cat "$tmp/load.log"; die "kind load failed"; }
+say "$IMG $WAIT_IMG"
 
 phase "depends-on install (until it injects)"
 bold "Installing depends-on (deploy/cert-manager, images $IMG and $WAIT_IMG)"
@@ -172,6 +187,7 @@ k get --raw "/api/v1/namespaces/$NS/pods/init-demo:80/proxy/"
 phase ""
 bold "Done in $((SECONDS - T0)) s"
 printf '    %s\n' "${phases[@]}"
+say "$(printf '%-44s %4d s' "(make docker-build, in the background)" "$(cat "$tmp/build.seconds")")"
 say "kubectl context: kind-$CLUSTER (kubectl --context kind-$CLUSTER get pods)"
 say "try: kubectl --context kind-$CLUSTER -n $NS describe pod myapp-pod"
 say "clean up: make demo-clean"
