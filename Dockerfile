@@ -1,7 +1,9 @@
-# Two images from one build:
+# Release build, self-contained: two images from one build:
 #   docker build --target webhook          -t depends-on/webhook:dev .
 #   docker build --target wait-for-service -t depends-on/wait-for-service:dev .
-# (make docker-build does both, with VERSION, WAIT_IMG and GOPROXY filled in.)
+# (make docker-build-release does both, with VERSION, WAIT_IMG and GOPROXY filled
+# in. make docker-build instead compiles on the host, with its caches, and
+# copies the binaries in with Dockerfile.local.)
 #
 # Works with the classic builder and with BuildKit: no "# syntax" line (that
 # would pull a frontend image) and no RUN --mount (the classic builder rejects
@@ -52,7 +54,7 @@ ARG VERSION=dev
 ARG WAIT_IMG=depends-on/wait-for-service:${VERSION}
 RUN GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} \
     go build -trimpath -ldflags "-s -w -X main.version=${VERSION} -X main.waitImage=${WAIT_IMG}" \
-      -o /out/webhook ./cmd/webhook
+      -o /out/ ./cmd/webhook ./cmd/depends-on
 
 # Last, so a plain `docker build .` produces the webhook.
 FROM ${BASE_IMAGE} AS webhook
@@ -60,6 +62,6 @@ ARG VERSION=dev
 LABEL org.opencontainers.image.title="depends-on webhook" \
       org.opencontainers.image.description="Mutating admission webhook that injects wait-for-service init containers" \
       org.opencontainers.image.version="${VERSION}"
-COPY --from=build-webhook /out/webhook /webhook
+COPY --from=build-webhook /out/webhook /out/depends-on /
 USER 65532:65532
 ENTRYPOINT ["/webhook"]

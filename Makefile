@@ -36,8 +36,8 @@ lint: ## gofmt, go vet (also with the e2e tag) and staticcheck: no findings.
 	$(STATICCHECK) -tags e2e ./test/e2e
 
 .PHONY: test
-test: lint ## Unit + integration tests: lint, go test -race, short fuzzing.
-	KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" $(GO) test -race -count=1 ./...
+test: lint helm-lint ## Unit + integration tests: lint, helm lint, go test -race, short fuzzing.
+	HELM="$(HELM)" KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" $(GO) test -race -count=1 ./...
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
 
 # envtest (test/integration) needs kube-apiserver, etcd and kubectl. A non-empty
@@ -57,6 +57,24 @@ ifeq ($(strip $(KUBEBUILDER_ASSETS)),)
 KUBEBUILDER_ASSETS = $(shell if [ -n "$(OFFLINE_KIT)" ] && [ -x "$(OFFLINE_KIT)/envtest-assets.sh" ]; then \
 	"$(OFFLINE_KIT)/envtest-assets.sh"; else $(SETUP_ENVTEST) use $(ENVTEST_K8S_VERSION) --bin-dir $(LOCALBIN) -p path; fi)
 endif
+
+# helm: a Go module, built into ./bin on first use (deploy/chart_test.go runs
+# `helm template` from $HELM and fails when it is missing).
+HELM_VERSION ?= v3.22.0
+HELM ?= $(LOCALBIN)/helm
+CHART := deploy/chart/depends-on
+
+.PHONY: helm
+helm: ## Install helm $(HELM_VERSION) into ./bin unless $(HELM) exists.
+	@if ! [ -x "$(HELM)" ] && ! command -v "$(HELM)" >/dev/null 2>&1; then \
+	  echo "GOBIN=$(LOCALBIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)"; \
+	  GOBIN=$(LOCALBIN) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); fi
+	@[ -x "$(HELM)" ] || command -v "$(HELM)" >/dev/null 2>&1 || { echo "HELM=$(HELM) not found"; exit 1; }
+
+.PHONY: helm-lint
+helm-lint: helm ## helm lint the chart with both certificate paths.
+	$(HELM) lint --strict $(CHART)
+	$(HELM) lint --strict $(CHART) --set certManager.enabled=false
 
 .PHONY: test-integration
 test-integration: ## Integration tier only: real kube-apiserver + etcd (envtest), the webhook binary, deploy/ manifests.
@@ -121,8 +139,8 @@ DOCKER_GOPROXY ?= $(shell $(GO) env GOPROXY)
 DOCKER_GOSUMDB ?= $(shell $(GO) env GOSUMDB)
 DOCKER_GOPRIVATE ?= $(shell $(GO) env GOPRIVATE)
 ARTIFACTS ?= $(CURDIR)/_artifacts
-# Written by `make certs`, included by deploy/self-signed (git-ignored: holds private keys).
-SELF_SIGNED_DIR := deploy/self-signed/generated
+# Written by `make certs`, included by deploy/own-certs (git-ignored: holds private keys).
+OWN_CERTS_DIR := deploy/own-certs/generated
 CERTS_FLAGS ?=
 # Localhost certificates for running the webhook outside a cluster.
 LOCAL_CERT_DIR ?= $(CURDIR)/.tmp/certs
@@ -131,13 +149,33 @@ WEBHOOK_WAIT_SECONDS ?= 120
 WEBHOOK_PROBE_NAMESPACE ?= default
 RENDER := $(GO) run ./deploy/render --image $(IMG) --wait-image $(WAIT_IMG)
 
+# make docker-build: static binaries compiled on the host (its module and build
+# caches; the -ldflags of the release Dockerfile), copied in by Dockerfile.local
+# from a context directory that holds nothing else.
+IMAGE_BIN_DIR ?= $(LOCALBIN)/image
+IMAGE_GOARCH ?= $(shell $(GO) env GOARCH)
+IMAGE_GO_BUILD = CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_GOARCH) $(GO) build -trimpath
+
 DOCKER_BUILD_ARGS = $(DOCKER_BUILD_FLAGS) \
 	--build-arg GO_IMAGE=$(GO_IMAGE) --build-arg BASE_IMAGE=$(BASE_IMAGE) \
 	--build-arg GOPROXY=$(DOCKER_GOPROXY) --build-arg GOSUMDB=$(DOCKER_GOSUMDB) --build-arg GOPRIVATE=$(DOCKER_GOPRIVATE) \
 	--build-arg VERSION=$(VERSION) --build-arg WAIT_IMG=$(WAIT_IMG)
 
+.PHONY: docker-binaries
+docker-binaries: ## Static linux binaries for the images into $(IMAGE_BIN_DIR).
+	rm -rf $(IMAGE_BIN_DIR) && mkdir -p $(IMAGE_BIN_DIR)
+	$(IMAGE_GO_BUILD) -ldflags "-s -w -X main.version=$(VERSION)" -o $(IMAGE_BIN_DIR)/ ./cmd/wait-for-service
+	$(IMAGE_GO_BUILD) -ldflags "-s -w -X main.version=$(VERSION) -X main.waitImage=$(WAIT_IMG)" -o $(IMAGE_BIN_DIR)/ ./cmd/webhook ./cmd/depends-on
+
 .PHONY: docker-build
-docker-build: ## Build the images $(IMG) and $(WAIT_IMG) (the webhook's default --wait-image).
+docker-build: docker-binaries ## Build the images $(IMG) and $(WAIT_IMG) from host-built binaries (fast; Dockerfile.local).
+	$(DOCKER) build $(DOCKER_BUILD_FLAGS) -f Dockerfile.local --build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg VERSION=$(VERSION) \
+	  --target wait-for-service -t $(WAIT_IMG) $(IMAGE_BIN_DIR)
+	$(DOCKER) build $(DOCKER_BUILD_FLAGS) -f Dockerfile.local --build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg VERSION=$(VERSION) \
+	  --target webhook -t $(IMG) $(IMAGE_BIN_DIR)
+
+.PHONY: docker-build-release
+docker-build-release: ## Build the images self-contained (multi-stage Dockerfile, compiles in $(GO_IMAGE)): releases.
 	$(DOCKER) build $(DOCKER_BUILD_ARGS) --target wait-for-service -t $(WAIT_IMG) .
 	$(DOCKER) build $(DOCKER_BUILD_ARGS) --target webhook -t $(IMG) .
 
@@ -146,6 +184,7 @@ docker-check: ## Smoke-test the built images: run them, user 65532, wait-for-ser
 	$(DOCKER) run --rm $(WAIT_IMG) --help >/dev/null
 	$(DOCKER) run --rm $(WAIT_IMG) --version
 	$(DOCKER) run --rm $(IMG) --version
+	$(DOCKER) run --rm --entrypoint /depends-on $(IMG) version
 	@for img in $(IMG) $(WAIT_IMG); do \
 	  user="$$($(DOCKER) image inspect -f '{{.Config.User}}' $$img)"; \
 	  case "$$user" in 65532|65532:65532) ;; *) echo "$$img runs as '$$user', want 65532"; exit 1;; esac; \
@@ -155,10 +194,10 @@ docker-check: ## Smoke-test the built images: run them, user 65532, wait-for-ser
 	  if [ "$$size" -ge 10000000 ]; then echo "$(WAIT_IMG) is not under 10 MB"; exit 1; fi
 
 .PHONY: certs
-certs: ## Generate (or rotate: re-run) the CA, serving cert and kustomize component for deploy/self-signed.
-	$(GO) run ./certs --out $(SELF_SIGNED_DIR) $(CERTS_FLAGS)
+certs: ## Generate (or rotate: re-run) the CA, serving cert and kustomize component for deploy/own-certs.
+	$(GO) run ./certs --out $(OWN_CERTS_DIR) $(CERTS_FLAGS)
 
-$(SELF_SIGNED_DIR)/kustomization.yaml:
+$(OWN_CERTS_DIR)/kustomization.yaml:
 	$(MAKE) certs
 
 .PHONY: certs-local
@@ -166,7 +205,7 @@ certs-local: ## Generate certificates for localhost/127.0.0.1 into $(LOCAL_CERT_
 	$(GO) run ./certs --out $(LOCAL_CERT_DIR) --host localhost,127.0.0.1,::1 --kustomize=false
 
 .PHONY: manifests
-manifests: $(SELF_SIGNED_DIR)/kustomization.yaml ## Render deploy/cert-manager and deploy/self-signed into $(ARTIFACTS)/manifests.
+manifests: ## Render deploy/cert-manager and deploy/self-signed into $(ARTIFACTS)/manifests.
 	$(RENDER) --out-dir $(ARTIFACTS)/manifests deploy/cert-manager deploy/self-signed
 
 .PHONY: deploy
@@ -182,8 +221,16 @@ deploy: ## Install with cert-manager (must be installed) using $(IMG): kubectl a
 	fi
 
 .PHONY: deploy-self-signed
-deploy-self-signed: $(SELF_SIGNED_DIR)/kustomization.yaml ## Install without cert-manager, with the certificates from make certs.
+deploy-self-signed: ## Install without cert-manager: the certs Job creates the CA, Secret and caBundle (re-run: rotates).
+	$(KUBECTL) -n depends-on-system delete job depends-on-certs --ignore-not-found
 	$(RENDER) deploy/self-signed | $(KUBECTL) apply -f -
+	$(KUBECTL) -n depends-on-system wait --for=condition=Complete job/depends-on-certs --timeout=$(DEPLOY_TIMEOUT)
+	$(KUBECTL) -n depends-on-system rollout status deployment/depends-on-webhook --timeout=$(DEPLOY_TIMEOUT)
+	@$(MAKE) --no-print-directory wait-webhook
+
+.PHONY: deploy-own-certs
+deploy-own-certs: $(OWN_CERTS_DIR)/kustomization.yaml ## Install with the certificates from make certs (no cert-manager, no Job).
+	$(RENDER) deploy/own-certs | $(KUBECTL) apply -f -
 	$(KUBECTL) -n depends-on-system rollout status deployment/depends-on-webhook --timeout=$(DEPLOY_TIMEOUT)
 	@$(MAKE) --no-print-directory wait-webhook
 
@@ -205,7 +252,7 @@ wait-webhook: ## Wait until the API server gets injections from the webhook (ser
 .PHONY: undeploy
 undeploy: ## Remove the webhook configuration first, then everything else (either install).
 	$(KUBECTL) delete mutatingwebhookconfiguration depends-on --ignore-not-found
-	$(GO) run ./deploy/render deploy/base | $(KUBECTL) delete --ignore-not-found -f -
+	$(GO) run ./deploy/render deploy/self-signed | $(KUBECTL) delete --ignore-not-found -f -
 
 ##@ kind: e2e tier and demo
 # Tools and sources come from the environment, defaulted by test/kind-env.sh: KIND
@@ -220,8 +267,8 @@ E2E_TIMEOUT ?= 60m
 E2E_FLAGS ?=
 
 .PHONY: e2e
-e2e: ## Kind tier (test/e2e): build and load the images, cert-manager, depends-on, the docs' examples and more.
-	. test/kind-env.sh && $(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) -parallel 8 ./test/e2e $(E2E_FLAGS)
+e2e: helm ## Kind tier (test/e2e): build and load the images, cert-manager, depends-on, the docs' examples and more.
+	. test/kind-env.sh && HELM="$(HELM)" $(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) -parallel 8 ./test/e2e $(E2E_FLAGS)
 
 .PHONY: demo
 demo: ## Kind cluster depends-on-demo with cert-manager, depends-on and the docs' two examples, narrated.

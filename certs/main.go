@@ -10,7 +10,7 @@
 //	<out>/secret.yaml                  the kubernetes.io/tls Secret and
 //	<out>/cabundle-patch.yaml          the caBundle patch for the webhook configuration
 //
-// The default --out is deploy/self-signed/generated, which deploy/self-signed
+// The default --out is deploy/own-certs/generated, which deploy/own-certs
 // includes. Re-running reuses the CA (so the caBundle does not change) and
 // issues a new serving certificate: re-apply and the server reloads it.
 // --rotate-ca replaces the CA, keeping the previous one in the caBundle until
@@ -62,7 +62,7 @@ func run(args []string) error {
 		service       = fl.String("service", certgen.DefaultService, "webhook Service name (its DNS names become SANs)")
 		namespace     = fl.String("namespace", certgen.DefaultNamespace, "namespace of the Service and the Secret")
 		clusterDomain = fl.String("cluster-domain", certgen.DefaultClusterDomain, "cluster DNS domain")
-		out           = fl.String("out", filepath.Join("deploy", "self-signed", "generated"), "output directory")
+		out           = fl.String("out", filepath.Join("deploy", "own-certs", "generated"), "output directory")
 		secretName    = fl.String("secret-name", certgen.DefaultSecretName, "name of the TLS Secret")
 		webhookConfig = fl.String("webhook-configuration", certgen.DefaultWebhookConfiguration, "MutatingWebhookConfiguration to patch with the caBundle")
 		kustomize     = fl.Bool("kustomize", true, "also write the kustomize component (kustomization.yaml, secret.yaml, cabundle-patch.yaml)")

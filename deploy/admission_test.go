@@ -45,7 +45,7 @@ func TestMatchConditionsCompile(t *testing.T) {
 	}
 }
 
-func overlaysForTest() []string { return []string{"cert-manager", "self-signed"} }
+func overlaysForTest() []string { return installs() }
 
 // TestMatchConditionsSelectAnnotatedPods evaluates the matchConditions with
 // the API server's own matcher on a table of Pods.

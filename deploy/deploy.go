@@ -1,17 +1,24 @@
 // Package deploy renders the kustomize overlays in this directory with the
 // kustomize Go API, so `make manifests` and `make deploy` need no kustomize
-// binary, and tests check exactly what `kubectl apply -k` would apply.
+// binary, and tests check exactly what `kubectl apply -k` would apply. The
+// manifests (and the Helm chart) are embedded, so a binary renders them
+// outside a source checkout too.
 //
 // Layout:
 //
 //	base/          Namespace, ServiceAccount, Service, Deployment, PDB, MutatingWebhookConfiguration
 //	cert-manager/  base + cert-manager Issuers/Certificates + CA injection (default install)
-//	self-signed/   base + the component written by `make certs` (generated/, git-ignored)
+//	self-signed/   base + a Job (depends-on certs) that creates the CA, the serving Secret and the caBundle
+//	own-certs/     base + the component written by `make certs` (generated/, git-ignored, never embedded)
+//	chart/         the Helm chart, rendering the same objects (deploy/chart_test.go keeps them equal)
 package deploy
 
 import (
+	"embed"
 	"fmt"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -37,10 +44,64 @@ const (
 )
 
 // Overlays are the installable overlays, relative to this directory.
-var Overlays = []string{"cert-manager", "self-signed"}
+var Overlays = []string{"cert-manager", "self-signed", OwnCertsOverlay}
+
+// OwnCertsOverlay includes the component `make certs` writes into its
+// generated/ directory (certificates made outside the cluster).
+const OwnCertsOverlay = "own-certs"
+
+// ChartDir is the Helm chart, relative to this directory.
+const ChartDir = "chart/depends-on"
+
+// manifests holds the kustomization trees and the chart. Explicit patterns:
+// own-certs/generated (private keys, git-ignored) must never be compiled in.
+//
+//go:embed base/*.yaml cert-manager/*.yaml self-signed/*.yaml own-certs/kustomization.yaml all:chart/depends-on
+var manifests embed.FS
+
+// Manifests returns the embedded deploy/ tree (without own-certs/generated).
+func Manifests() fs.FS { return manifests }
+
+// RenderEmbedded renders an overlay (e.g. "cert-manager", or "base") from the
+// embedded manifests, without a source checkout. Like Render, Options wrap it
+// in a temporary kustomization.
+func RenderEmbedded(overlay string, opts Options) ([]byte, error) {
+	overlay = path.Clean(strings.TrimPrefix(filepath.ToSlash(overlay), "deploy/"))
+	if _, err := fs.Stat(manifests, path.Join(overlay, "kustomization.yaml")); err != nil {
+		return nil, fmt.Errorf("no embedded overlay %q: %w", overlay, err)
+	}
+	mem := filesys.MakeFsInMemory()
+	err := fs.WalkDir(manifests, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := fs.ReadFile(manifests, p)
+		if err != nil {
+			return err
+		}
+		return mem.WriteFile(path.Join("/deploy", p), data)
+	})
+	if err != nil {
+		return nil, err
+	}
+	target := path.Join("/deploy", overlay)
+	if len(opts.Images) > 0 || opts.WaitImage != "" {
+		data, err := wrapper("../deploy/"+overlay, opts)
+		if err != nil {
+			return nil, err
+		}
+		if err := mem.WriteFile("/wrapper/kustomization.yaml", data); err != nil {
+			return nil, err
+		}
+		target = "/wrapper"
+	}
+	return run(mem, target, overlay)
+}
 
 // Dir returns the absolute path of this directory (deploy/ in the source
 // tree), found from the caller's working directory or this file's location.
+// Only tools that need the checkout itself (the e2e tier, make certs' output)
+// use it; rendering works from the embedded files (RenderEmbedded).
 func Dir() (string, error) {
 	if _, file, _, ok := runtime.Caller(0); ok {
 		dir := filepath.Dir(file)
@@ -87,31 +148,41 @@ func Render(dir string, opts Options) ([]byte, error) {
 			return nil, err
 		}
 		defer os.RemoveAll(tmp)
-		if err := writeWrapper(tmp, abs, opts); err != nil {
+		rel, err := filepath.Rel(tmp, abs)
+		if err != nil {
+			rel = abs
+		}
+		data, err := wrapper(filepath.ToSlash(rel), opts)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(tmp, "kustomization.yaml"), data, 0o644); err != nil {
 			return nil, err
 		}
 		target = tmp
 	}
+	return run(filesys.MakeFsOnDisk(), target, dir)
+}
+
+func run(fsys filesys.FileSystem, target, what string) ([]byte, error) {
 	k := krusty.MakeKustomizer(&krusty.Options{
 		Reorder:          krusty.ReorderOptionLegacy,
 		LoadRestrictions: types.LoadRestrictionsRootOnly,
 		PluginConfig:     types.DisabledPluginConfig(),
 	})
-	m, err := k.Run(filesys.MakeFsOnDisk(), target)
+	m, err := k.Run(fsys, target)
 	if err != nil {
-		return nil, fmt.Errorf("kustomize %s: %w", dir, err)
+		return nil, fmt.Errorf("kustomize %s: %w", what, err)
 	}
 	return m.AsYaml()
 }
 
-func writeWrapper(tmp, overlay string, opts Options) error {
-	rel, err := filepath.Rel(tmp, overlay)
-	if err != nil {
-		rel = overlay
-	}
+// wrapper returns a kustomization that includes overlay (a path relative to
+// it) and applies opts.
+func wrapper(overlay string, opts Options) ([]byte, error) {
 	k := types.Kustomization{
 		TypeMeta:  types.TypeMeta{APIVersion: types.KustomizationVersion, Kind: types.KustomizationKind},
-		Resources: []string{filepath.ToSlash(rel)},
+		Resources: []string{overlay},
 		Images:    opts.Images,
 	}
 	if opts.WaitImage != "" {
@@ -121,18 +192,14 @@ func writeWrapper(tmp, overlay string, opts Options) error {
 			"value": "--wait-image=" + opts.WaitImage,
 		}})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		k.Patches = append(k.Patches, types.Patch{
 			Patch:  string(patch),
 			Target: &types.Selector{ResId: resIDDeployment()},
 		})
 	}
-	data, err := yaml.Marshal(k)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(tmp, "kustomization.yaml"), data, 0o644)
+	return yaml.Marshal(k)
 }
 
 // ParseImage turns "NAME=IMAGE" or "IMAGE" (NAME defaulting to
@@ -161,35 +228,22 @@ func ParseImage(s, defaultName string) (types.Image, error) {
 	return img, nil
 }
 
-// CopySources copies the kustomization files of deploy/ (without the git-ignored
-// self-signed/generated component) into dst, so tests can complete the
-// self-signed overlay in a temporary tree without touching the checkout.
+// CopySources copies the embedded deploy/ tree (kustomizations and chart,
+// never own-certs/generated) into dst, so tests can complete the own-certs
+// overlay in a temporary tree without touching the checkout.
 func CopySources(dst string) error {
-	dir, err := Dir()
-	if err != nil {
-		return err
-	}
-	return filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+	return fs.WalkDir(manifests, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(dir, path)
-		if err != nil {
-			return err
-		}
+		target := filepath.Join(dst, filepath.FromSlash(p))
 		if d.IsDir() {
-			if d.Name() == "generated" {
-				return filepath.SkipDir
-			}
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+			return os.MkdirAll(target, 0o755)
 		}
-		if !strings.HasSuffix(path, ".yaml") {
-			return nil
-		}
-		data, err := os.ReadFile(path)
+		data, err := fs.ReadFile(manifests, p)
 		if err != nil {
 			return err
 		}
-		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+		return os.WriteFile(target, data, 0o644)
 	})
 }

@@ -44,13 +44,31 @@ fi
 
 T0=$SECONDS
 tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+trap 'if [ -n "${build_pid:-}" ]; then kill "$build_pid" 2>/dev/null || true; fi; rm -rf "$tmp"' EXIT
 
-bold "Building the images $IMG and $WAIT_IMG (make docker-build)"
-make --no-print-directory docker-build VERSION="$VERSION" IMG="$IMG" WAIT_IMG="$WAIT_IMG" >"$tmp/build.log" 2>&1 ||
-	{ tail -n 40 "$tmp/build.log"; die "make docker-build failed"; }
-say "built in $((SECONDS - T0)) s"
+# Phase times, printed at the end: phase NAME closes the previous phase.
+phases=()
+phase_name=""
+phase_start=$SECONDS
+phase() {
+	[ -z "$phase_name" ] || phases+=("$(printf '%-44s %4d s' "$phase_name" $((SECONDS - phase_start)))")
+	phase_name="$1"
+	phase_start=$SECONDS
+}
 
+# The images build (host-built binaries: seconds on a warm machine) while kind
+# creates the cluster.
+bold "Building the images $IMG and $WAIT_IMG (make docker-build, in the background)"
+build_start=$(date +%s)
+(
+	rc=0
+	make --no-print-directory docker-build VERSION="$VERSION" IMG="$IMG" WAIT_IMG="$WAIT_IMG" >"$tmp/build.log" 2>&1 || rc=$?
+	echo "$(($(date +%s) - build_start))" >"$tmp/build.seconds"
+	exit "$rc"
+) &
+build_pid=$!
+
+phase "kind cluster (make docker-build in parallel)"
 if cluster_exists; then
 	bold "Reusing the kind cluster $CLUSTER"
 	"$KIND" export kubeconfig --name "$CLUSTER" >/dev/null 2>&1
@@ -62,7 +80,7 @@ fi
 # Load what the cluster cannot pull: our images, and whatever of cert-manager's and the
 # examples' images the local Docker has (the offline kit builds them; with internet the
 # node pulls them if they are not here).
-images=("$IMG" "$WAIT_IMG")
+images=()
 cm_images="${CERT_MANAGER_IMAGES:-}"
 if [ -z "$cm_images" ] && [ -f "$CERT_MANAGER_MANIFEST" ] && [ -f "$(dirname "$CERT_MANAGER_MANIFEST")/images.txt" ]; then
 	cm_images="$(cat "$(dirname "$CERT_MANAGER_MANIFEST")/images.txt")"
@@ -70,17 +88,29 @@ fi
 for img in $cm_images busybox:1.28 nginx:1.27; do
 	if docker image inspect "$img" >/dev/null 2>&1; then images+=("$img"); fi
 done
-bold "Loading ${#images[@]} images into the cluster"
-"$KIND" load docker-image --name "$CLUSTER" "${images[@]}" >"$tmp/load.log" 2>&1 ||
-	{ cat "$tmp/load.log"; die "kind load failed"; }
-say "${images[*]}"
+phase "kind load (cert-manager, examples)"
+if [ ${#images[@]} -gt 0 ]; then
+	bold "Loading ${#images[@]} images into the cluster"
+	"$KIND" load docker-image --name "$CLUSTER" "${images[@]}" >"$tmp/load.log" 2>&1 ||
+		{ cat "$tmp/load.log"; die "kind load failed"; }
+	say "${images[*]}"
+fi
 
+phase "cert-manager install"
 bold "Installing cert-manager ($CERT_MANAGER_MANIFEST)"
 k apply --server-side --force-conflicts -f "$CERT_MANAGER_MANIFEST" >"$tmp/cert-manager.log" ||
 	{ cat "$tmp/cert-manager.log"; die "cannot apply cert-manager"; }
 k -n cert-manager wait --for=condition=Available --timeout=5m \
 	deployment/cert-manager deployment/cert-manager-cainjector deployment/cert-manager-webhook
 
+phase "wait for make docker-build, kind load"
+wait "$build_pid" || { tail -n 40 "$tmp/build.log"; die "make docker-build failed"; }
+say "make docker-build took $(cat "$tmp/build.seconds") s (while the cluster was created)"
+"$KIND" load docker-image --name "$CLUSTER" "$IMG" "$WAIT_IMG" >"$tmp/load.log" 2>&1 ||
+	{ cat "$tmp/load.log"; die "kind load failed"; }
+say "$IMG $WAIT_IMG"
+
+phase "depends-on install (until it injects)"
 bold "Installing depends-on (deploy/cert-manager, images $IMG and $WAIT_IMG)"
 go run ./deploy/render --image "$IMG" --wait-image "$WAIT_IMG" deploy/cert-manager >"$tmp/depends-on.yaml"
 existed=false
@@ -112,6 +142,7 @@ for i in $(seq 60); do
 done
 show -n depends-on-system get deployment,pods
 
+phase "the two examples"
 bold "Example 1: myapp-pod waits for the Services myservice and mydb (examples/myapp-pod.yaml)"
 # Start from scratch on a reused cluster.
 k -n "$NS" delete -f examples/myapp-pod.yaml -f examples/services.yaml -f examples/init-demo.yaml -f examples/info-page.yaml \
@@ -153,7 +184,10 @@ show -n "$NS" exec init-demo -c nginx -- cat /usr/share/nginx/html/index.html
 printf '$ kubectl get --raw /api/v1/namespaces/%s/pods/init-demo:80/proxy/   # nginx on port 80\n' "$NS"
 k get --raw "/api/v1/namespaces/$NS/pods/init-demo:80/proxy/"
 
+phase ""
 bold "Done in $((SECONDS - T0)) s"
+printf '    %s\n' "${phases[@]}"
+say "$(printf '%-44s %4d s' "(make docker-build, in the background)" "$(cat "$tmp/build.seconds")")"
 say "kubectl context: kind-$CLUSTER (kubectl --context kind-$CLUSTER get pods)"
 say "try: kubectl --context kind-$CLUSTER -n $NS describe pod myapp-pod"
 say "clean up: make demo-clean"

@@ -1,7 +1,7 @@
 // Package certgen generates a small private CA and serving certificates for
 // the depends-on webhook, using only the standard library.
 //
-// It backs the certs command (make certs, deploy/self-signed) and lets Go
+// It backs the certs command (make certs, deploy/own-certs) and lets Go
 // tests create TLS material in-process:
 //
 //	b, err := certgen.Generate(certgen.Options{Hosts: []string{"localhost", "127.0.0.1"}})
@@ -409,3 +409,6 @@ func ConcatPEM(parts ...[]byte) []byte {
 	}
 	return buf.Bytes()
 }
+
+// EncodeCertificate returns the PEM encoding of a parsed certificate.
+func EncodeCertificate(c *x509.Certificate) []byte { return encodeCert(c.Raw) }

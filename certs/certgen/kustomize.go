@@ -38,7 +38,7 @@ type ComponentOptions struct {
 
 // WriteComponent writes into dir a kustomize Component (kustomization.yaml)
 // with the serving Secret (secret.yaml) and a JSON 6902 patch setting the
-// webhook's caBundle (cabundle-patch.yaml). deploy/self-signed includes it.
+// webhook's caBundle (cabundle-patch.yaml). deploy/own-certs includes it.
 // The files contain the private key: dir must not be committed.
 func (b *Bundle) WriteComponent(dir string, opts ComponentOptions) error {
 	if opts.Namespace == "" {

@@ -5,6 +5,10 @@
 //	go run ./deploy/render --image depends-on/webhook=reg/webhook:v1 \
 //	    --wait-image reg/wait-for-service:v1 deploy/cert-manager | kubectl apply -f -
 //	go run ./deploy/render --out-dir _artifacts/manifests deploy/cert-manager deploy/self-signed
+//
+// A directory that does not exist on disk is looked up among the overlays
+// embedded in the binary (deploy/cert-manager, self-signed, base), so a built
+// render works outside a checkout.
 package main
 
 import (
@@ -62,7 +66,7 @@ func run(args []string) error {
 	}
 	opts := deploy.Options{Images: images, WaitImage: *waitImage}
 	for i, dir := range fl.Args() {
-		out, err := deploy.Render(dir, opts)
+		out, err := render(dir, opts)
 		if err != nil {
 			return err
 		}
@@ -89,4 +93,17 @@ func run(args []string) error {
 		fmt.Fprintf(os.Stderr, "render: %s -> %s\n", dir, path)
 	}
 	return nil
+}
+
+// render renders a kustomization directory on disk, else the embedded overlay
+// of that name.
+func render(dir string, opts deploy.Options) ([]byte, error) {
+	if _, err := os.Stat(dir); err == nil {
+		return deploy.Render(dir, opts)
+	}
+	out, err := deploy.RenderEmbedded(dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a directory, nor an embedded overlay: %w", dir, err)
+	}
+	return out, nil
 }

@@ -45,3 +45,21 @@ func TestRenderErrors(t *testing.T) {
 		}
 	}
 }
+
+// Outside a checkout, overlay names resolve to the embedded manifests.
+func TestRenderEmbeddedOutsideCheckout(t *testing.T) {
+	t.Chdir(t.TempDir())
+	out := filepath.Join(t.TempDir(), "out")
+	if err := run([]string{"--out-dir", out, "deploy/self-signed", "cert-manager"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"self-signed.yaml", "cert-manager.yaml"} {
+		data, err := os.ReadFile(filepath.Join(out, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), "kind: MutatingWebhookConfiguration") {
+			t.Errorf("%s: no webhook configuration", f)
+		}
+	}
+}

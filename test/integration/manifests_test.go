@@ -209,7 +209,7 @@ func renderOverlays(t *testing.T) map[string][]*unstructured.Unstructured {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.WriteComponent(filepath.Join(tmp, "self-signed", "generated"), certgen.ComponentOptions{
+	if err := b.WriteComponent(filepath.Join(tmp, deploy.OwnCertsOverlay, "generated"), certgen.ComponentOptions{
 		Namespace: deploy.Namespace, SecretName: deploy.SecretName, WebhookConfiguration: deploy.WebhookConfiguration,
 	}); err != nil {
 		t.Fatal(err)
