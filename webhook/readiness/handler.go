@@ -100,8 +100,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mux.ServeHTTP(w, r)
 }
 
-// Drain answers every held request now with its current state and holds no
-// new one, so clients move to another replica before this one stops.
+// Drain answers every held request now with its current state (and
+// Connection: close) and refuses new ones with 503, so clients move to
+// another replica before this one stops. Call it after the Service's
+// endpoints dropped this replica (the drain period).
 func (h *Handler) Drain() { h.drainOnce.Do(func() { close(h.draining) }) }
 
 func (h *Handler) isDraining() bool {
@@ -198,6 +200,11 @@ func (h *Handler) serveWait(w http.ResponseWriter, r *http.Request) {
 		defer m.Waiters.Dec()
 	}
 
+	if h.isDraining() {
+		w.Header().Set("Retry-After", "1")
+		h.fail(w, http.StatusServiceUnavailable, "server is shutting down: try again")
+		return
+	}
 	req, err := h.parse(r)
 	if err != nil {
 		h.fail(w, http.StatusBadRequest, err.Error())

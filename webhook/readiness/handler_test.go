@@ -294,6 +294,9 @@ func TestHandlerDrain(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("held request not answered on Drain")
 	}
+	if r := ts.get("app-token", q("target", "job:app/x")); r.code != 503 || !r.close {
+		t.Errorf("new request while draining: %+v", r)
+	}
 }
 
 func TestHandlerLimits(t *testing.T) {
