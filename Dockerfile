@@ -1,7 +1,8 @@
 # Two images from one build:
 #   docker build --target webhook          -t depends-on/webhook:dev .
 #   docker build --target wait-for-service -t depends-on/wait-for-service:dev .
-# (make docker-build does both, with VERSION, WAIT_IMG and GOPROXY filled in.)
+#   docker build --target readiness        -t depends-on/readiness:dev .
+# (make docker-build does all three, with VERSION, WAIT_IMG and GOPROXY filled in.)
 #
 # Works with the classic builder and with BuildKit: no "# syntax" line (that
 # would pull a frontend image) and no RUN --mount (the classic builder rejects
@@ -43,6 +44,24 @@ LABEL org.opencontainers.image.title="depends-on wait-for-service" \
 COPY --from=build-wait-for-service /out/wait-for-service /wait-for-service
 USER 65532:65532
 ENTRYPOINT ["/wait-for-service"]
+
+FROM builder AS build-readiness
+ARG TARGETOS
+ARG TARGETARCH
+ARG VERSION=dev
+RUN GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} \
+    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
+      -o /out/readiness ./cmd/readiness
+
+# The readiness service (issue 9): answers the wait containers' object waits.
+FROM ${BASE_IMAGE} AS readiness
+ARG VERSION=dev
+LABEL org.opencontainers.image.title="depends-on readiness" \
+      org.opencontainers.image.description="Tells depends-on wait containers when Jobs, workloads and endpoints are ready" \
+      org.opencontainers.image.version="${VERSION}"
+COPY --from=build-readiness /out/readiness /readiness
+USER 65532:65532
+ENTRYPOINT ["/readiness"]
 
 FROM builder AS build-webhook
 ARG TARGETOS

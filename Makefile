@@ -95,6 +95,7 @@ readiness: ## Readiness detection of wait-for-service (tcp, http, dns) vs the do
 
 IMG ?= depends-on/webhook:$(VERSION)
 WAIT_IMG ?= depends-on/wait-for-service:$(VERSION)
+READINESS_IMG ?= depends-on/readiness:$(VERSION)
 DOCKER ?= docker
 KUBECTL ?= kubectl
 # Extra flags for docker build, e.g. --network host (printed by the offline kit's base-images.sh).
@@ -114,7 +115,7 @@ LOCAL_CERT_DIR ?= $(CURDIR)/.tmp/certs
 DEPLOY_TIMEOUT ?= 300s
 WEBHOOK_WAIT_SECONDS ?= 120
 WEBHOOK_PROBE_NAMESPACE ?= default
-RENDER := $(GO) run ./deploy/render --image $(IMG) --wait-image $(WAIT_IMG)
+RENDER := $(GO) run ./deploy/render --image $(IMG) --image depends-on/readiness=$(READINESS_IMG) --wait-image $(WAIT_IMG)
 
 DOCKER_BUILD_ARGS = $(DOCKER_BUILD_FLAGS) \
 	--build-arg GO_IMAGE=$(GO_IMAGE) --build-arg BASE_IMAGE=$(BASE_IMAGE) \
@@ -122,8 +123,9 @@ DOCKER_BUILD_ARGS = $(DOCKER_BUILD_FLAGS) \
 	--build-arg VERSION=$(VERSION) --build-arg WAIT_IMG=$(WAIT_IMG)
 
 .PHONY: docker-build
-docker-build: ## Build the images $(IMG) and $(WAIT_IMG) (the webhook's default --wait-image).
+docker-build: ## Build the images $(IMG), $(WAIT_IMG) (the webhook's default --wait-image) and $(READINESS_IMG).
 	$(DOCKER) build $(DOCKER_BUILD_ARGS) --target wait-for-service -t $(WAIT_IMG) .
+	$(DOCKER) build $(DOCKER_BUILD_ARGS) --target readiness -t $(READINESS_IMG) .
 	$(DOCKER) build $(DOCKER_BUILD_ARGS) --target webhook -t $(IMG) .
 
 .PHONY: docker-check
@@ -158,6 +160,7 @@ manifests: $(SELF_SIGNED_DIR)/kustomization.yaml ## Render deploy/cert-manager a
 deploy: ## Install with cert-manager (must be installed) using $(IMG): kubectl apply + wait for the rollout.
 	$(RENDER) deploy/cert-manager | $(KUBECTL) apply -f -
 	$(KUBECTL) -n depends-on-system rollout status deployment/depends-on-webhook --timeout=$(DEPLOY_TIMEOUT)
+	$(KUBECTL) -n depends-on-system rollout status deployment/depends-on-readiness --timeout=$(DEPLOY_TIMEOUT)
 	@$(MAKE) --no-print-directory wait-webhook
 	@# cert-manager < v1.12: cainjector rewrites the whole object with types that predate matchConditions.
 	@if [ -z "$$($(KUBECTL) get mutatingwebhookconfiguration depends-on -o jsonpath='{.webhooks[0].matchConditions[*].name}')" ]; then \

@@ -5,6 +5,7 @@
 // Layout:
 //
 //	base/          Namespace, ServiceAccount, Service, Deployment, PDB, MutatingWebhookConfiguration
+//	readiness/     the readiness service: ServiceAccount, RBAC, state ConfigMap, Service, Deployment, PDB
 //	cert-manager/  base + cert-manager Issuers/Certificates + CA injection (default install)
 //	self-signed/   base + the component written by `make certs` (generated/, git-ignored)
 package deploy
@@ -32,6 +33,13 @@ const (
 	ContainerName        = "webhook"
 	WebhookImage         = "depends-on/webhook"
 	WaitImage            = "depends-on/wait-for-service"
+
+	// The readiness service (readiness/): Deployment, Service, ServiceAccount,
+	// PDB, ClusterRole and ClusterRoleBinding share ReadinessName.
+	ReadinessName        = "depends-on-readiness"
+	ReadinessSecretName  = "depends-on-readiness-tls"
+	ReadinessImage       = "depends-on/readiness"
+	ReadinessStateConfig = "depends-on-readiness-state" // ConfigMap, Role and RoleBinding
 )
 
 // Overlays are the installable overlays, relative to this directory.

@@ -17,6 +17,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -79,6 +80,12 @@ var typedKinds = map[string]func() any{
 		return &appsv1.Deployment{}
 	},
 	"policy/v1/PodDisruptionBudget": func() any { return &policyv1.PodDisruptionBudget{} },
+	// The readiness service (deploy/readiness).
+	"v1/ConfigMap": func() any { return &corev1.ConfigMap{} },
+	"rbac.authorization.k8s.io/v1/ClusterRole":        func() any { return &rbacv1.ClusterRole{} },
+	"rbac.authorization.k8s.io/v1/ClusterRoleBinding": func() any { return &rbacv1.ClusterRoleBinding{} },
+	"rbac.authorization.k8s.io/v1/Role":               func() any { return &rbacv1.Role{} },
+	"rbac.authorization.k8s.io/v1/RoleBinding":        func() any { return &rbacv1.RoleBinding{} },
 	"admissionregistration.k8s.io/v1/MutatingWebhookConfiguration": func() any {
 		return &admissionregistrationv1.MutatingWebhookConfiguration{}
 	},
@@ -165,7 +172,7 @@ func TestOverlaysRenderAndDecodeStrictly(t *testing.T) {
 	common := []string{"Namespace", "ServiceAccount", "Service", "Deployment", "PodDisruptionBudget", "MutatingWebhookConfiguration"}
 	want := map[string][]string{
 		"base":         common,
-		"cert-manager": append(slices.Clone(common), "Issuer", "Issuer", "Certificate", "Certificate"),
+		"cert-manager": append(append(slices.Clone(common), "Issuer", "Issuer", "Certificate", "Certificate", "Certificate"), readinessKinds...),
 		"self-signed":  append(slices.Clone(common), "Secret"),
 	}
 	for name, kinds := range want {
@@ -173,7 +180,7 @@ func TestOverlaysRenderAndDecodeStrictly(t *testing.T) {
 		var got []string
 		for _, o := range r.objects {
 			got = append(got, o.Kind)
-			if o.Kind != "Namespace" && o.Kind != "MutatingWebhookConfiguration" && o.Namespace != deploy.Namespace {
+			if !clusterScoped[o.Kind] && o.Namespace != deploy.Namespace {
 				t.Errorf("%s: %s %s in namespace %q, want %s", name, o.Kind, o.Name, o.Namespace, deploy.Namespace)
 			}
 			if o.Unstructured.GetLabels()["app.kubernetes.io/part-of"] != "depends-on" {
