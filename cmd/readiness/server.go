@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
@@ -96,7 +97,15 @@ func run(ctx context.Context, o serverOptions, log logr.Logger) error {
 	})
 
 	broadcaster := record.NewBroadcaster(record.WithContext(bg))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	// Events get their own client and rate limiter: a burst of new waiters
+	// must not delay TokenReviews and watches (the broadcaster drops past 1000 queued).
+	eventsCfg := rest.CopyConfig(cfg)
+	eventsCfg.QPS, eventsCfg.Burst = 20, 50
+	eventsClient, err := kubernetes.NewForConfig(eventsCfg)
+	if err != nil {
+		return err
+	}
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: eventsClient.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "depends-on-readiness"})
 
