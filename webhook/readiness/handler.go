@@ -235,11 +235,11 @@ func (h *Handler) serveWait(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sub := h.opts.Source.Subscribe(req.target)
 	defer sub.Release()
-	sync := time.NewTimer(h.opts.SyncTimeout)
-	defer sync.Stop()
+	syncTimer := time.NewTimer(h.opts.SyncTimeout)
+	defer syncTimer.Stop()
 	select {
 	case <-sub.Synced():
-	case <-sync.C:
+	case <-syncTimer.C:
 		h.fail(w, http.StatusServiceUnavailable, fmt.Sprintf("watch of %s not synced after %s: try again", req.target, h.opts.SyncTimeout))
 		return
 	case <-h.draining:
