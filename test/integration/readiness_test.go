@@ -363,27 +363,44 @@ func completeJob(t *testing.T, cs kubernetes.Interface, j *batchv1.Job) {
 	t.Helper()
 	now := metav1.Now()
 	start := metav1.NewTime(now.Add(-time.Second))
-	j.Status = batchv1.JobStatus{StartTime: &start, CompletionTime: &now, Succeeded: 1, Conditions: []batchv1.JobCondition{
-		{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, Reason: "CompletionsReached", Message: "Reached expected number of succeeded pods", LastProbeTime: now, LastTransitionTime: now},
-		{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, Reason: "CompletionsReached", Message: "Reached expected number of succeeded pods", LastProbeTime: now, LastTransitionTime: now},
-	}}
-	if _, err := cs.BatchV1().Jobs(j.Namespace).UpdateStatus(testCtx(t), j, metav1.UpdateOptions{}); err != nil {
-		t.Fatalf("complete Job %s: %v", j.Name, err)
+	cond := func(typ batchv1.JobConditionType) batchv1.JobCondition {
+		return batchv1.JobCondition{Type: typ, Status: corev1.ConditionTrue, Reason: "CompletionsReached",
+			Message: "Reached expected number of succeeded pods", LastProbeTime: now, LastTransitionTime: now}
 	}
+	updateJobStatus(t, cs, j, batchv1.JobStatus{StartTime: &start, CompletionTime: &now, Succeeded: 1},
+		[]batchv1.JobCondition{cond(batchv1.JobSuccessCriteriaMet), cond(batchv1.JobComplete)},
+		[]batchv1.JobCondition{cond(batchv1.JobComplete)})
 }
 
 func failJob(t *testing.T, cs kubernetes.Interface, j *batchv1.Job) {
 	t.Helper()
 	now := metav1.Now()
 	start := metav1.NewTime(now.Add(-time.Second))
-	msg := "Job has reached the specified backoff limit"
-	j.Status = batchv1.JobStatus{StartTime: &start, Failed: 1, Conditions: []batchv1.JobCondition{
-		{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded", Message: msg, LastProbeTime: now, LastTransitionTime: now},
-		{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded", Message: msg, LastProbeTime: now, LastTransitionTime: now},
-	}}
-	if _, err := cs.BatchV1().Jobs(j.Namespace).UpdateStatus(testCtx(t), j, metav1.UpdateOptions{}); err != nil {
-		t.Fatalf("fail Job %s: %v", j.Name, err)
+	cond := func(typ batchv1.JobConditionType) batchv1.JobCondition {
+		return batchv1.JobCondition{Type: typ, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded",
+			Message: "Job has reached the specified backoff limit", LastProbeTime: now, LastTransitionTime: now}
 	}
+	updateJobStatus(t, cs, j, batchv1.JobStatus{StartTime: &start, Failed: 1},
+		[]batchv1.JobCondition{cond(batchv1.JobFailureTarget), cond(batchv1.JobFailed)},
+		[]batchv1.JobCondition{cond(batchv1.JobFailed)})
+}
+
+// updateJobStatus writes status with the first condition list the API
+// server's Job status validation accepts (it tightened across releases: the
+// controller now sets SuccessCriteriaMet/FailureTarget first).
+func updateJobStatus(t *testing.T, cs kubernetes.Interface, j *batchv1.Job, status batchv1.JobStatus, variants ...[]batchv1.JobCondition) {
+	t.Helper()
+	var errs []string
+	for _, conds := range variants {
+		j.Status = status
+		j.Status.Conditions = conds
+		if _, err := cs.BatchV1().Jobs(j.Namespace).UpdateStatus(testCtx(t), j, metav1.UpdateOptions{}); err == nil {
+			return
+		} else {
+			errs = append(errs, err.Error())
+		}
+	}
+	t.Fatalf("update status of Job %s: %s", j.Name, strings.Join(errs, "; "))
 }
 
 func expectEvent(t *testing.T, cs kubernetes.Interface, ns, pod, message string) {
