@@ -91,6 +91,12 @@ READINESS_RUNS ?= 30
 readiness: ## Readiness detection of wait-for-service (tcp, http, dns) vs the docs' sleep-2s loop, READINESS_RUNS runs each.
 	$(GO) run ./test/readiness -runs $(READINESS_RUNS)
 
+READINESS_LOAD_WAITERS ?= 1000
+
+.PHONY: readiness-load
+readiness-load: ## Readiness service: READINESS_LOAD_WAITERS waiters on one Job (envtest + the real binary): watches, RSS, CPU, completion-to-answer.
+	KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" $(GO) run ./test/readiness-load -waiters $(READINESS_LOAD_WAITERS)
+
 ##@ Images and install
 
 IMG ?= depends-on/webhook:$(VERSION)
