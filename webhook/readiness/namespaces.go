@@ -35,6 +35,7 @@ func NewNamespaceCache(client kubernetes.Interface, log logr.Logger) *NamespaceC
 		Logger:        &log,
 		ListerWatcher: cache.ToListWatcherWithWatchListSemantics(lw, client),
 		ObjectType:    &corev1.Namespace{},
+		Handler:       cache.ResourceEventHandlerFuncs{}, // the store is all that is read
 		// Only the labels matter: drop the rest to keep memory flat on big clusters.
 		Transform: func(obj any) (any, error) {
 			if ns, ok := obj.(*corev1.Namespace); ok {
