@@ -239,9 +239,9 @@ func run(n, parallel int) error {
 	fmt.Printf("readiness RSS: %s while %d wait (peak %s); %s at the end (peak %s)\n", mib(rssHeld), n, mib(hwmHeld), mib(rssEnd), mib(hwmEnd))
 	fmt.Printf("readiness CPU: %s to authenticate and hold %d waiters (%s per waiter); %s idle for 2s while held; %s from completion to the last answer\n",
 		cpu1-cpu0, n, (cpu1-cpu0)/time.Duration(n), cpu2-cpu1, cpu3-cpu2)
-	fmt.Printf("Job completion -> answers (status write took %s): p50 %s, p90 %s, p99 %s, 1000th/last %s\n",
+	fmt.Printf("Job completion -> answers (status write took %s): p50 %s, p90 %s, p99 %s, last (%dth) %s\n",
 		written.Round(time.Millisecond), machine.Percentile(lat, 0.5).Round(time.Millisecond), machine.Percentile(lat, 0.9).Round(time.Millisecond),
-		machine.Percentile(lat, 0.99).Round(time.Millisecond), lat[n-1].Round(time.Millisecond))
+		machine.Percentile(lat, 0.99).Round(time.Millisecond), n, lat[n-1].Round(time.Millisecond))
 	return nil
 }
 
