@@ -4,6 +4,7 @@
 # (make docker-build-release does both, with VERSION, WAIT_IMG and GOPROXY filled
 # in. make docker-build instead compiles on the host, with its caches, and
 # copies the binaries in with Dockerfile.local.)
+#   docker build --target readiness        -t depends-on/readiness:dev .
 #
 # Works with the classic builder and with BuildKit: no "# syntax" line (that
 # would pull a frontend image) and no RUN --mount (the classic builder rejects
@@ -45,6 +46,24 @@ LABEL org.opencontainers.image.title="depends-on wait-for-service" \
 COPY --from=build-wait-for-service /out/wait-for-service /wait-for-service
 USER 65532:65532
 ENTRYPOINT ["/wait-for-service"]
+
+FROM builder AS build-readiness
+ARG TARGETOS
+ARG TARGETARCH
+ARG VERSION=dev
+RUN GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} \
+    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
+      -o /out/readiness ./cmd/readiness
+
+# The readiness service (issue 9): answers the wait containers' object waits.
+FROM ${BASE_IMAGE} AS readiness
+ARG VERSION=dev
+LABEL org.opencontainers.image.title="depends-on readiness" \
+      org.opencontainers.image.description="Tells depends-on wait containers when Jobs, workloads and endpoints are ready" \
+      org.opencontainers.image.version="${VERSION}"
+COPY --from=build-readiness /out/readiness /readiness
+USER 65532:65532
+ENTRYPOINT ["/readiness"]
 
 FROM builder AS build-webhook
 ARG TARGETOS

@@ -122,12 +122,19 @@ READINESS_RUNS ?= 30
 readiness: ## Readiness detection of wait-for-service (tcp, http, dns) vs the docs' sleep-2s loop, READINESS_RUNS runs each.
 	$(GO) run ./test/readiness -runs $(READINESS_RUNS)
 
+READINESS_LOAD_WAITERS ?= 1000
+
+.PHONY: readiness-load
+readiness-load: ## Readiness service: READINESS_LOAD_WAITERS waiters on one Job (envtest + the real binary): watches, RSS, CPU, completion-to-answer.
+	KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" $(GO) run ./test/readiness-load -waiters $(READINESS_LOAD_WAITERS)
+
 ##@ Images and install
 
 IMG ?= depends-on/webhook:$(VERSION)
 # The image name is written once, in webhook/config.go (WaitImageName).
 WAIT_IMAGE_NAME := $(shell sed -n 's/^const WaitImageName = "\(.*\)"$$/\1/p' webhook/config.go)
 WAIT_IMG ?= $(WAIT_IMAGE_NAME):$(VERSION)
+READINESS_IMG ?= depends-on/readiness:$(VERSION)
 DOCKER ?= docker
 KUBECTL ?= kubectl
 # Extra flags for docker build, e.g. --network host (printed by the offline kit's base-images.sh).
@@ -147,7 +154,7 @@ LOCAL_CERT_DIR ?= $(CURDIR)/.tmp/certs
 DEPLOY_TIMEOUT ?= 300s
 WEBHOOK_WAIT_SECONDS ?= 120
 WEBHOOK_PROBE_NAMESPACE ?= default
-RENDER := $(GO) run ./deploy/render --image $(IMG) --wait-image $(WAIT_IMG)
+RENDER := $(GO) run ./deploy/render --image $(IMG) --image depends-on/readiness=$(READINESS_IMG) --wait-image $(WAIT_IMG)
 
 # make docker-build: static binaries compiled on the host (its module and build
 # caches; the -ldflags of the release Dockerfile), copied in by Dockerfile.local
@@ -166,17 +173,21 @@ docker-binaries: ## Static linux binaries for the images into $(IMAGE_BIN_DIR).
 	rm -rf $(IMAGE_BIN_DIR) && mkdir -p $(IMAGE_BIN_DIR)
 	$(IMAGE_GO_BUILD) -ldflags "-s -w -X main.version=$(VERSION)" -o $(IMAGE_BIN_DIR)/ ./cmd/wait-for-service
 	$(IMAGE_GO_BUILD) -ldflags "-s -w -X main.version=$(VERSION) -X main.waitImage=$(WAIT_IMG)" -o $(IMAGE_BIN_DIR)/ ./cmd/webhook ./cmd/depends-on
+	$(IMAGE_GO_BUILD) -ldflags "-s -w -X main.version=$(VERSION)" -o $(IMAGE_BIN_DIR)/ ./cmd/readiness
 
 .PHONY: docker-build
-docker-build: docker-binaries ## Build the images $(IMG) and $(WAIT_IMG) from host-built binaries (fast; Dockerfile.local).
+docker-build: docker-binaries ## Build the images $(IMG), $(WAIT_IMG) and $(READINESS_IMG) from host-built binaries (fast; Dockerfile.local).
 	$(DOCKER) build $(DOCKER_BUILD_FLAGS) -f Dockerfile.local --build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg VERSION=$(VERSION) \
 	  --target wait-for-service -t $(WAIT_IMG) $(IMAGE_BIN_DIR)
 	$(DOCKER) build $(DOCKER_BUILD_FLAGS) -f Dockerfile.local --build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg VERSION=$(VERSION) \
 	  --target webhook -t $(IMG) $(IMAGE_BIN_DIR)
+	$(DOCKER) build $(DOCKER_BUILD_FLAGS) -f Dockerfile.local --build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg VERSION=$(VERSION) \
+	  --target readiness -t $(READINESS_IMG) $(IMAGE_BIN_DIR)
 
 .PHONY: docker-build-release
 docker-build-release: ## Build the images self-contained (multi-stage Dockerfile, compiles in $(GO_IMAGE)): releases.
 	$(DOCKER) build $(DOCKER_BUILD_ARGS) --target wait-for-service -t $(WAIT_IMG) .
+	$(DOCKER) build $(DOCKER_BUILD_ARGS) --target readiness -t $(READINESS_IMG) .
 	$(DOCKER) build $(DOCKER_BUILD_ARGS) --target webhook -t $(IMG) .
 
 .PHONY: docker-check
@@ -212,6 +223,7 @@ manifests: ## Render deploy/cert-manager and deploy/self-signed into $(ARTIFACTS
 deploy: ## Install with cert-manager (must be installed) using $(IMG): kubectl apply + wait for the rollout.
 	$(RENDER) deploy/cert-manager | $(KUBECTL) apply -f -
 	$(KUBECTL) -n depends-on-system rollout status deployment/depends-on-webhook --timeout=$(DEPLOY_TIMEOUT)
+	$(KUBECTL) -n depends-on-system rollout status deployment/depends-on-readiness --timeout=$(DEPLOY_TIMEOUT)
 	@$(MAKE) --no-print-directory wait-webhook
 	@# cert-manager < v1.12: cainjector rewrites the whole object with types that predate matchConditions.
 	@if [ -z "$$($(KUBECTL) get mutatingwebhookconfiguration depends-on -o jsonpath='{.webhooks[0].matchConditions[*].name}')" ]; then \

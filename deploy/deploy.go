@@ -7,6 +7,7 @@
 // Layout:
 //
 //	base/          Namespace, ServiceAccount, Service, Deployment, PDB, MutatingWebhookConfiguration
+//	readiness/     the readiness service: ServiceAccount, RBAC, state ConfigMap, Service, Deployment, PDB
 //	cert-manager/  base + cert-manager Issuers/Certificates + CA injection (default install)
 //	self-signed/   base + a Job (depends-on certs) that creates the CA, the serving Secret and the caBundle
 //	own-certs/     base + the component written by `make certs` (generated/, git-ignored, never embedded)
@@ -41,6 +42,13 @@ const (
 	ContainerName        = "webhook"
 	WebhookImage         = "depends-on/webhook"
 	WaitImage            = webhook.WaitImageName
+
+	// The readiness service (readiness/): Deployment, Service, ServiceAccount,
+	// PDB, ClusterRole and ClusterRoleBinding share ReadinessName.
+	ReadinessName        = "depends-on-readiness"
+	ReadinessSecretName  = "depends-on-readiness-tls"
+	ReadinessImage       = "depends-on/readiness"
+	ReadinessStateConfig = "depends-on-readiness-state" // ConfigMap, Role and RoleBinding
 )
 
 // Overlays are the installable overlays, relative to this directory.

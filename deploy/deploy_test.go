@@ -86,6 +86,7 @@ var typedKinds = map[string]func() any{
 	"rbac.authorization.k8s.io/v1/RoleBinding":        func() any { return &rbacv1.RoleBinding{} },
 	"rbac.authorization.k8s.io/v1/ClusterRole":        func() any { return &rbacv1.ClusterRole{} },
 	"rbac.authorization.k8s.io/v1/ClusterRoleBinding": func() any { return &rbacv1.ClusterRoleBinding{} },
+	"v1/ConfigMap":                                    func() any { return &corev1.ConfigMap{} },
 	"admissionregistration.k8s.io/v1/MutatingWebhookConfiguration": func() any {
 		return &admissionregistrationv1.MutatingWebhookConfiguration{}
 	},
@@ -190,17 +191,16 @@ func TestOverlaysRenderAndDecodeStrictly(t *testing.T) {
 	common := []string{"Namespace", "ServiceAccount", "Service", "Deployment", "PodDisruptionBudget", "MutatingWebhookConfiguration"}
 	want := map[string][]string{
 		"base":                 common,
-		"cert-manager":         append(slices.Clone(common), "Issuer", "Issuer", "Certificate", "Certificate"),
+		"cert-manager":         append(append(slices.Clone(common), "Issuer", "Issuer", "Certificate", "Certificate", "Certificate"), readinessKinds...),
 		"self-signed":          append(slices.Clone(common), "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Job"),
 		deploy.OwnCertsOverlay: append(slices.Clone(common), "Secret"),
 	}
-	clusterScoped := []string{"Namespace", "MutatingWebhookConfiguration", "ClusterRole", "ClusterRoleBinding"}
 	for name, kinds := range want {
 		r := f.overlays[name]
 		var got []string
 		for _, o := range r.objects {
 			got = append(got, o.Kind)
-			if !slices.Contains(clusterScoped, o.Kind) && o.Namespace != deploy.Namespace {
+			if !clusterScoped[o.Kind] && o.Namespace != deploy.Namespace {
 				t.Errorf("%s: %s %s in namespace %q, want %s", name, o.Kind, o.Name, o.Namespace, deploy.Namespace)
 			}
 			if o.Unstructured.GetLabels()["app.kubernetes.io/part-of"] != "depends-on" {

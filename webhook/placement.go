@@ -24,8 +24,8 @@ import (
 // It joins the key list of annotations.go when Place is wired into Inject.
 const AnnotationAfter = Prefix + "after"
 
-// Container is what placement, mesh detection and warnings read of a container.
-type Container struct {
+// ShapeContainer is what placement, mesh detection and warnings read of a container.
+type ShapeContainer struct {
 	Name string
 	// Sidecar is an init container with restartPolicy: Always (a native sidecar):
 	// the kubelet starts it, waits for its startup probe, and moves on.
@@ -46,17 +46,17 @@ type PodShape struct {
 	Labels      map[string]string
 	Annotations map[string]string
 
-	InitContainers []Container
-	Containers     []Container
+	InitContainers []ShapeContainer
+	Containers     []ShapeContainer
 }
 
 // ShapeOf reads a PodShape from a Pod.
 func ShapeOf(pod *corev1.Pod, namespace string) PodShape {
-	conv := func(cs []corev1.Container) []Container {
-		out := make([]Container, 0, len(cs))
+	conv := func(cs []corev1.Container) []ShapeContainer {
+		out := make([]ShapeContainer, 0, len(cs))
 		for i := range cs {
 			c := &cs[i]
-			sc := Container{Name: c.Name, Args: c.Args,
+			sc := ShapeContainer{Name: c.Name, Args: c.Args,
 				Sidecar: c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways}
 			if c.SecurityContext != nil {
 				sc.RunAsUser = c.SecurityContext.RunAsUser
@@ -146,7 +146,7 @@ func Place(p PodShape) (Placement, *field.Error) {
 	return pl, nil
 }
 
-func defaultIndex(inits []Container) int {
+func defaultIndex(inits []ShapeContainer) int {
 	at := 0
 	for i, c := range inits {
 		switch {
@@ -160,7 +160,7 @@ func defaultIndex(inits []Container) int {
 	return at
 }
 
-func listNames(cs []Container) string {
+func listNames(cs []ShapeContainer) string {
 	if len(cs) == 0 {
 		return "none"
 	}

@@ -12,32 +12,32 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-func ic(name string) Container      { return Container{Name: name} }
-func sidecar(name string) Container { return Container{Name: name, Sidecar: true} }
+func ic(name string) ShapeContainer      { return ShapeContainer{Name: name} }
+func sidecar(name string) ShapeContainer { return ShapeContainer{Name: name, Sidecar: true} }
 
 func TestPlaceDefaultRule(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		inits []Container
+		inits []ShapeContainer
 		want  int
 	}{
 		{"no init containers", nil, 0},
-		{"own init containers only", []Container{ic("migrate"), ic("seed")}, 0},
-		{"native sidecar then migrate", []Container{sidecar("cloud-sql-proxy"), ic("migrate")}, 1},
-		{"two native sidecars then migrate", []Container{sidecar("a"), sidecar("b"), ic("migrate")}, 2},
-		{"native sidecars only", []Container{sidecar("a"), sidecar("b")}, 2},
-		{"sidecar after the first own init container", []Container{ic("migrate"), sidecar("proxy")}, 0},
-		{"sidecar, own, sidecar", []Container{sidecar("a"), ic("setup"), sidecar("b")}, 1},
-		{"istio classic: istio-init last", []Container{ic("migrate"), ic(istioInit)}, 0},
-		{"istio classic, no own", []Container{ic(istioInit)}, 0},
-		{"istio native", []Container{ic(istioInit), sidecar(istioProxy), ic("migrate")}, 2},
-		{"istio native and a user sidecar", []Container{ic(istioInit), sidecar(istioProxy), sidecar("other-sidecar"), ic("migrate")}, 3},
-		{"istio cni native", []Container{ic(istioValidation), sidecar(istioProxy)}, 2},
-		{"istio cni classic", []Container{ic(istioValidation), ic("migrate")}, 0},
-		{"linkerd native", []Container{ic(linkerdInit), sidecar(linkerdProxy), ic("migrate")}, 2},
-		{"linkerd classic", []Container{ic("migrate"), ic(linkerdInit)}, 0},
-		{"linkerd cni native", []Container{ic(linkerdValidator), sidecar(linkerdProxy)}, 2},
-		{"user sidecar, migrate, istio-init last", []Container{sidecar("cloud-sql-proxy"), ic("migrate"), ic(istioInit)}, 1},
+		{"own init containers only", []ShapeContainer{ic("migrate"), ic("seed")}, 0},
+		{"native sidecar then migrate", []ShapeContainer{sidecar("cloud-sql-proxy"), ic("migrate")}, 1},
+		{"two native sidecars then migrate", []ShapeContainer{sidecar("a"), sidecar("b"), ic("migrate")}, 2},
+		{"native sidecars only", []ShapeContainer{sidecar("a"), sidecar("b")}, 2},
+		{"sidecar after the first own init container", []ShapeContainer{ic("migrate"), sidecar("proxy")}, 0},
+		{"sidecar, own, sidecar", []ShapeContainer{sidecar("a"), ic("setup"), sidecar("b")}, 1},
+		{"istio classic: istio-init last", []ShapeContainer{ic("migrate"), ic(istioInit)}, 0},
+		{"istio classic, no own", []ShapeContainer{ic(istioInit)}, 0},
+		{"istio native", []ShapeContainer{ic(istioInit), sidecar(istioProxy), ic("migrate")}, 2},
+		{"istio native and a user sidecar", []ShapeContainer{ic(istioInit), sidecar(istioProxy), sidecar("other-sidecar"), ic("migrate")}, 3},
+		{"istio cni native", []ShapeContainer{ic(istioValidation), sidecar(istioProxy)}, 2},
+		{"istio cni classic", []ShapeContainer{ic(istioValidation), ic("migrate")}, 0},
+		{"linkerd native", []ShapeContainer{ic(linkerdInit), sidecar(linkerdProxy), ic("migrate")}, 2},
+		{"linkerd classic", []ShapeContainer{ic("migrate"), ic(linkerdInit)}, 0},
+		{"linkerd cni native", []ShapeContainer{ic(linkerdValidator), sidecar(linkerdProxy)}, 2},
+		{"user sidecar, migrate, istio-init last", []ShapeContainer{sidecar("cloud-sql-proxy"), ic("migrate"), ic(istioInit)}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := Place(PodShape{InitContainers: tc.inits})
@@ -52,8 +52,8 @@ func TestPlaceDefaultRule(t *testing.T) {
 }
 
 func TestPlaceAfter(t *testing.T) {
-	inits := []Container{ic("init-config"), sidecar("envoy"), ic("migrate")}
-	apps := []Container{ic("edge")}
+	inits := []ShapeContainer{ic("init-config"), sidecar("envoy"), ic("migrate")}
+	apps := []ShapeContainer{ic("edge")}
 	for _, tc := range []struct {
 		name, after string
 		want        int
@@ -183,8 +183,8 @@ func TestMeshShapes(t *testing.T) {
 func TestMeshWarningsWithAfter(t *testing.T) {
 	spec := &Spec{Waits: []Target{{Annotation: AnnotationServices, Entry: "mydb:5432", Arg: "tcp:mydb.shop.svc.cluster.local.:5432"}}}
 	classic := PodShape{Namespace: "shop",
-		InitContainers: []Container{ic("migrate"), {Name: istioInit, Args: []string{"istio-iptables", "-u", "1337"}}},
-		Containers:     []Container{ic(istioProxy), ic("app")}}
+		InitContainers: []ShapeContainer{ic("migrate"), {Name: istioInit, Args: []string{"istio-iptables", "-u", "1337"}}},
+		Containers:     []ShapeContainer{ic(istioProxy), ic("app")}}
 	m := DetectMesh(classic)
 	if got := MeshWarnings(classic, m, 0, spec); got != nil {
 		t.Errorf("before istio-init: %q, want none", got)
@@ -195,8 +195,8 @@ func TestMeshWarningsWithAfter(t *testing.T) {
 	}
 
 	native := PodShape{Namespace: "shop",
-		InitContainers: []Container{ic(linkerdValidator), {Name: linkerdProxy, Sidecar: true}},
-		Containers:     []Container{ic("app")}}
+		InitContainers: []ShapeContainer{ic(linkerdValidator), {Name: linkerdProxy, Sidecar: true}},
+		Containers:     []ShapeContainer{ic("app")}}
 	m = DetectMesh(native)
 	got = MeshWarnings(native, m, 1, spec) // depends-on.dev/after: linkerd-network-validator
 	if len(got) != 3 || !strings.Contains(got[0], "it starts before linkerd-proxy") || !strings.Contains(got[1], "name linkerd-proxy or a later") {
@@ -209,9 +209,9 @@ func TestMeshWarningsWithAfter(t *testing.T) {
 
 func TestMeshExclusions(t *testing.T) {
 	cni := func(kind MeshKind, ann map[string]string) (PodShape, Mesh) {
-		p := PodShape{Annotations: ann, InitContainers: []Container{ic(istioValidation)}, Containers: []Container{ic(istioProxy)}}
+		p := PodShape{Annotations: ann, InitContainers: []ShapeContainer{ic(istioValidation)}, Containers: []ShapeContainer{ic(istioProxy)}}
 		if kind == Linkerd {
-			p.InitContainers, p.Containers = []Container{ic(linkerdValidator)}, []Container{ic(linkerdProxy)}
+			p.InitContainers, p.Containers = []ShapeContainer{ic(linkerdValidator)}, []ShapeContainer{ic(linkerdProxy)}
 		}
 		return p, DetectMesh(p)
 	}
@@ -263,10 +263,10 @@ func TestLoopbackWarnings(t *testing.T) {
 		want  string
 		empty bool
 	}{
-		{name: "sidecar before", p: PodShape{InitContainers: []Container{sidecar("cloud-sql-proxy"), ic("migrate")}}, at: 1, empty: true},
-		{name: "sidecar after", p: PodShape{InitContainers: []Container{ic("migrate"), sidecar("cloud-sql-proxy")}}, at: 0,
+		{name: "sidecar before", p: PodShape{InitContainers: []ShapeContainer{sidecar("cloud-sql-proxy"), ic("migrate")}}, at: 1, empty: true},
+		{name: "sidecar after", p: PodShape{InitContainers: []ShapeContainer{ic("migrate"), sidecar("cloud-sql-proxy")}}, at: 0,
 			want: "native sidecar cloud-sql-proxy starts after it: declare it earlier or set depends-on.dev/after: cloud-sql-proxy"},
-		{name: "proxy as an app container", p: PodShape{Containers: []Container{ic("cloud-sql-proxy"), ic("app")}}, at: 0,
+		{name: "proxy as an app container", p: PodShape{Containers: []ShapeContainer{ic("cloud-sql-proxy"), ic("app")}}, at: 0,
 			want: "app containers start after init containers"},
 		{name: "host network", p: PodShape{HostNetwork: true}, at: 0, empty: true},
 	} {
@@ -291,7 +291,7 @@ func TestServiceWarnings(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return Target{Annotation: AnnotationServices, Entry: entry, Arg: arg}
+		return Target{Annotation: AnnotationServices, Entry: entry, Arg: arg.Arg}
 	}
 	deployment := PodShape{Namespace: "shop", GenerateName: "orders-7d9f8b6c5-",
 		Labels: map[string]string{"pod-template-hash": "7d9f8b6c5", "app.kubernetes.io/name": "Orders-API"}}
@@ -346,17 +346,17 @@ func TestWarningsBounded(t *testing.T) {
 	}
 	waits = append(waits, Target{Annotation: AnnotationTCP, Entry: "10.0.0.1:5432", Arg: "tcp:10.0.0.1:5432"})
 	p := PodShape{Namespace: "shop", Labels: map[string]string{"app": long},
-		InitContainers: []Container{ic(istioValidation)}, Containers: []Container{ic(istioProxy)}}
+		InitContainers: []ShapeContainer{ic(istioValidation)}, Containers: []ShapeContainer{ic(istioProxy)}}
 	got := Warnings(p, 1, &Spec{Waits: waits})
 	if len(got) != maxWarnings || !strings.Contains(got[maxWarnings-1], "more warnings not shown") {
 		t.Errorf("got %d warnings, last %q; want %d ending with a count", len(got), got[len(got)-1], maxWarnings)
 	}
 	checkWarningSizes(t, got)
-	pl, err := Place(PodShape{Annotations: map[string]string{AnnotationAfter: long}, InitContainers: []Container{ic(long), ic(long + "b")}[:1]})
+	pl, err := Place(PodShape{Annotations: map[string]string{AnnotationAfter: long}, InitContainers: []ShapeContainer{ic(long), ic(long + "b")}[:1]})
 	if err != nil || pl.Index != 1 {
 		t.Fatalf("Place = %+v, %v", pl, err)
 	}
-	pl, err = Place(PodShape{Annotations: map[string]string{AnnotationAfter: "x" + long[:62]}, InitContainers: []Container{ic(long), ic(long), ic(long)}})
+	pl, err = Place(PodShape{Annotations: map[string]string{AnnotationAfter: "x" + long[:62]}, InitContainers: []ShapeContainer{ic(long), ic(long), ic(long)}})
 	if err != nil || pl.Pending == "" {
 		t.Fatalf("Place = %+v, %v", pl, err)
 	}
