@@ -45,6 +45,7 @@ const (
 	defaultCertManager     = "https://github.com/cert-manager/cert-manager/releases/download/v1.19.1/cert-manager.yaml"
 	defaultImage           = "depends-on/webhook:e2e"
 	defaultWaitImage       = "depends-on/wait-for-service:e2e"
+	defaultReadinessImage  = "depends-on/readiness:e2e"
 	certManagerNamespace   = "cert-manager"
 	webhookLabelSelector   = "app.kubernetes.io/name=depends-on,app.kubernetes.io/component=webhook"
 	servingCertificateName = "depends-on-webhook-serving"
@@ -56,20 +57,22 @@ var workloadImages = []string{"busybox:1.28", "nginx:1.27"}
 
 // env is the suite's configuration and cluster handle, set up by TestMain.
 type env struct {
-	root       string // repository root
-	artifacts  string // _artifacts/e2e-<timestamp>
-	kind       string
-	kubectl    string
-	docker     string
-	cluster    string
-	nodeImage  string
-	keep       bool
-	skipBuild  bool
-	img        string
-	waitImg    string
-	cmManifest string
-	cmImages   []string
-	kubeconfig string
+	root      string // repository root
+	artifacts string // _artifacts/e2e-<timestamp>
+	kind      string
+	kubectl   string
+	docker    string
+	cluster   string
+	nodeImage string
+	keep      bool
+	skipBuild bool
+	img       string
+	waitImg   string
+	// readinessImg is the readiness service (deploy/readiness).
+	readinessImg string
+	cmManifest   string
+	cmImages     []string
+	kubeconfig   string
 
 	created bool // this run created the cluster (and deletes it unless keep)
 	// cmVersion is cert-manager's version (its controller image tag).
@@ -176,18 +179,19 @@ func newEnv(start time.Time) (*env, error) {
 	}
 	root := filepath.Dir(dir)
 	x := &env{
-		root:       root,
-		start:      start,
-		artifacts:  filepath.Join(root, "_artifacts", "e2e-"+start.UTC().Format("20060102-150405")),
-		kind:       getenv("KIND", "kind"),
-		docker:     getenv("DOCKER", "docker"),
-		cluster:    getenv("KIND_CLUSTER", defaultCluster),
-		nodeImage:  getenv("KIND_NODE_IMAGE", defaultNodeImage),
-		keep:       os.Getenv("E2E_KEEP") == "1",
-		skipBuild:  os.Getenv("E2E_SKIP_BUILD") == "1",
-		img:        getenv("E2E_IMG", defaultImage),
-		waitImg:    getenv("E2E_WAIT_IMG", defaultWaitImage),
-		cmManifest: getenv("CERT_MANAGER_MANIFEST", defaultCertManager),
+		root:         root,
+		start:        start,
+		artifacts:    filepath.Join(root, "_artifacts", "e2e-"+start.UTC().Format("20060102-150405")),
+		kind:         getenv("KIND", "kind"),
+		docker:       getenv("DOCKER", "docker"),
+		cluster:      getenv("KIND_CLUSTER", defaultCluster),
+		nodeImage:    getenv("KIND_NODE_IMAGE", defaultNodeImage),
+		keep:         os.Getenv("E2E_KEEP") == "1",
+		skipBuild:    os.Getenv("E2E_SKIP_BUILD") == "1",
+		img:          getenv("E2E_IMG", defaultImage),
+		waitImg:      getenv("E2E_WAIT_IMG", defaultWaitImage),
+		readinessImg: getenv("E2E_READINESS_IMG", defaultReadinessImage),
+		cmManifest:   getenv("CERT_MANAGER_MANIFEST", defaultCertManager),
 	}
 	// As test/kind-env.sh: kubectl of the envtest assets (setup-envtest, the
 	// offline kit), else the one in PATH.
@@ -230,13 +234,13 @@ func (x *env) setup(ctx context.Context) error {
 	go func() {
 		if x.skipBuild {
 			x.logf("E2E_SKIP_BUILD=1: using the existing images")
-			buildDone <- x.requireImages(ctx, x.img, x.waitImg)
+			buildDone <- x.requireImages(ctx, x.img, x.waitImg, x.readinessImg)
 			return
 		}
 		t0 := time.Now()
 		x.logf("make docker-build ...")
 		_, err := x.run(ctx, "docker-build", "make", "-C", x.root, "docker-build",
-			"VERSION=e2e", "IMG="+x.img, "WAIT_IMG="+x.waitImg)
+			"VERSION=e2e", "IMG="+x.img, "WAIT_IMG="+x.waitImg, "READINESS_IMG="+x.readinessImg)
 		if err == nil {
 			x.logf("images built in %s", since(t0))
 			recordPhase("make docker-build", t0)
@@ -272,7 +276,7 @@ func (x *env) setup(ctx context.Context) error {
 		return err
 	}
 	t0 := time.Now()
-	if err := x.load(ctx, "load-depends-on", x.img, x.waitImg); err != nil {
+	if err := x.load(ctx, "load-depends-on", x.img, x.waitImg, x.readinessImg); err != nil {
 		return err
 	}
 	recordPhase("kind load (depends-on)", t0)
@@ -420,8 +424,12 @@ func (x *env) installDependsOn(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	readinessImg, err := deploy.ParseImage(x.readinessImg, deploy.ReadinessImage)
+	if err != nil {
+		return err
+	}
 	manifest, err := deploy.Render(filepath.Join(x.root, "deploy", "cert-manager"),
-		deploy.Options{Images: []types.Image{img}, WaitImage: x.waitImg})
+		deploy.Options{Images: []types.Image{img, readinessImg}, WaitImage: x.waitImg})
 	if err != nil {
 		return err
 	}
@@ -454,6 +462,10 @@ func (x *env) installDependsOn(ctx context.Context) error {
 	}
 	if _, err := x.kubectlRun(ctx, "depends-on-rollout", "-n", deploy.Namespace, "rollout", "status",
 		"deployment/"+deploy.Name, "--timeout=5m"); err != nil {
+		return err
+	}
+	if _, err := x.kubectlRun(ctx, "depends-on-readiness-rollout", "-n", deploy.Namespace, "rollout", "status",
+		"deployment/"+deploy.ReadinessName, "--timeout=5m"); err != nil {
 		return err
 	}
 	// Old replicas drain for a while after the rollout counts them gone; the
