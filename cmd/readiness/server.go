@@ -29,6 +29,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/depends-on/depends-on/webhook/readiness"
+	"github.com/depends-on/depends-on/webhook/serving"
 )
 
 type serverOptions struct {
@@ -124,26 +125,15 @@ func run(ctx context.Context, o serverOptions, log logr.Logger) error {
 	}
 
 	var draining atomic.Bool
-	health := &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}
-	ready := &healthz.Handler{Checks: map[string]healthz.Checker{
+	healthMux := serving.HealthMux(map[string]healthz.Checker{
 		"namespaces": func(*http.Request) error {
 			if !namespaces.HasSynced() {
 				return errors.New("namespace informer not synced")
 			}
 			return nil
 		},
-		"draining": func(*http.Request) error {
-			if draining.Load() {
-				return errors.New("shutting down")
-			}
-			return nil
-		},
-	}}
-	healthMux := http.NewServeMux()
-	healthMux.Handle("/healthz", http.StripPrefix("/healthz", health))
-	healthMux.Handle("/healthz/", http.StripPrefix("/healthz", health))
-	healthMux.Handle("/readyz", http.StripPrefix("/readyz", ready))
-	healthMux.Handle("/readyz/", http.StripPrefix("/readyz", ready))
+		"draining": serving.Draining(&draining),
+	})
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(o.host, strconv.Itoa(o.port)))
 	if err != nil {
@@ -183,11 +173,15 @@ func run(ctx context.Context, o serverOptions, log logr.Logger) error {
 		}
 		return nil
 	})
-	g.Go(func() error { return serveHTTP(gctx, "health", o.healthAddr, healthMux, o.shutdownTimeout, log) })
+	g.Go(func() error {
+		return serving.ServeHTTP(gctx, "health", o.healthAddr, healthMux, o.shutdownTimeout, log)
+	})
 	if o.metricsAddr != "0" && o.metricsAddr != "" {
 		metricsMux := http.NewServeMux()
 		metricsMux.Handle("/metrics", promhttp.HandlerFor(gath, promhttp.HandlerOpts{}))
-		g.Go(func() error { return serveHTTP(gctx, "metrics", o.metricsAddr, metricsMux, o.shutdownTimeout, log) })
+		g.Go(func() error {
+			return serving.ServeHTTP(gctx, "metrics", o.metricsAddr, metricsMux, o.shutdownTimeout, log)
+		})
 	}
 	log.Info("depends-on readiness starting", "version", o.version, "port", o.port, "certDir", o.certDir,
 		"namespace", o.namespace, "maxWaiters", o.maxWaiters, "maxWait", o.maxWait.String())
@@ -223,24 +217,4 @@ func run(ctx context.Context, o serverOptions, log logr.Logger) error {
 		log.Error(err, "persist remembered Job completions at shutdown")
 	}
 	return runErr
-}
-
-// serveHTTP serves plain HTTP on addr until ctx is done.
-func serveHTTP(ctx context.Context, name, addr string, h http.Handler, shutdownTimeout time.Duration, log logr.Logger) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("%s server: %w", name, err)
-	}
-	s := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-		defer cancel()
-		_ = s.Shutdown(sctx)
-	}()
-	log.Info("serving", "server", name, "addr", ln.Addr().String())
-	if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("%s server: %w", name, err)
-	}
-	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -20,6 +19,7 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/depends-on/depends-on/webhook"
+	"github.com/depends-on/depends-on/webhook/serving"
 )
 
 // MutatePath is where the admission endpoint is served.
@@ -94,31 +94,24 @@ func run(ctx context.Context, o serverOptions, log logr.Logger) error {
 	})))
 
 	started := srv.StartedChecker()
-	health := &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}
-	ready := &healthz.Handler{Checks: map[string]healthz.Checker{
-		"webhook": started,
-		"draining": func(*http.Request) error {
-			if draining.Load() {
-				return errors.New("shutting down")
-			}
-			return nil
-		},
-	}}
-	healthMux := http.NewServeMux()
-	healthMux.Handle("/healthz", http.StripPrefix("/healthz", health))
-	healthMux.Handle("/healthz/", http.StripPrefix("/healthz", health))
-	healthMux.Handle("/readyz", http.StripPrefix("/readyz", ready))
-	healthMux.Handle("/readyz/", http.StripPrefix("/readyz", ready))
+	healthMux := serving.HealthMux(map[string]healthz.Checker{
+		"webhook":  started,
+		"draining": serving.Draining(&draining),
+	})
 
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServing()
 	g, gctx := errgroup.WithContext(serveCtx)
 	g.Go(func() error { return srv.Start(gctx) })
-	g.Go(func() error { return serveHTTP(gctx, "health", o.healthAddr, healthMux, o.shutdownTimeout, log) })
+	g.Go(func() error {
+		return serving.ServeHTTP(gctx, "health", o.healthAddr, healthMux, o.shutdownTimeout, log)
+	})
 	if o.metricsAddr != "0" && o.metricsAddr != "" {
 		metricsMux := http.NewServeMux()
 		metricsMux.Handle("/metrics", promhttp.HandlerFor(gath, promhttp.HandlerOpts{}))
-		g.Go(func() error { return serveHTTP(gctx, "metrics", o.metricsAddr, metricsMux, o.shutdownTimeout, log) })
+		g.Go(func() error {
+			return serving.ServeHTTP(gctx, "metrics", o.metricsAddr, metricsMux, o.shutdownTimeout, log)
+		})
 	}
 	log.Info("depends-on webhook starting", "version", o.version, "port", o.port, "certDir", o.certDir,
 		"waitImage", o.injector.WaitImage, "clusterDomain", o.injector.ClusterDomain, "defaultTimeout", o.injector.DefaultTimeout.String())
@@ -159,24 +152,4 @@ func closeWhenDraining(draining *atomic.Bool, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// serveHTTP serves plain HTTP on addr until ctx is done.
-func serveHTTP(ctx context.Context, name, addr string, h http.Handler, shutdownTimeout time.Duration, log logr.Logger) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("%s server: %w", name, err)
-	}
-	s := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-		defer cancel()
-		_ = s.Shutdown(sctx)
-	}()
-	log.Info("serving", "server", name, "addr", ln.Addr().String())
-	if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("%s server: %w", name, err)
-	}
-	return nil
 }
