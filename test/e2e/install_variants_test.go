@@ -239,9 +239,13 @@ func testSelfSignedFreshClone(t *testing.T, helmBin string) string {
 		{webhookSA, []string{"get", "pods"}, "no"},
 	} {
 		args := append([]string{"auth", "can-i", "-n", deploy.Namespace, "--as", c.as}, c.args...)
-		got, _ := e.kubectlRun(ctx, "can-i", args...) // exits 1 for "no"
-		if strings.TrimSpace(got) != c.want {
-			t.Errorf("kubectl auth can-i %s as %s: %q, want %s", strings.Join(c.args, " "), c.as, strings.TrimSpace(got), c.want)
+		out, _ := e.kubectlRun(ctx, "can-i", args...) // exits 1 for "no"
+		// The answer is the last line: kubectl may print a warning before it
+		// (a cluster-scoped resource asked with -n).
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		got := strings.TrimSpace(lines[len(lines)-1])
+		if got != c.want {
+			t.Errorf("kubectl auth can-i %s as %s: %q, want %s", strings.Join(c.args, " "), c.as, strings.TrimSpace(out), c.want)
 		}
 	}
 	return clone
