@@ -23,10 +23,9 @@ var readinessKinds = []string{"ServiceAccount", "ClusterRole", "ClusterRoleBindi
 
 var clusterScoped = map[string]bool{"Namespace": true, "MutatingWebhookConfiguration": true, "ClusterRole": true, "ClusterRoleBinding": true}
 
-// readinessOverlays are the overlays that install the readiness service.
-// deploy/self-signed joins once its generated component carries
-// the depends-on-readiness-tls Secret (see the certs/ rewrite).
-var readinessOverlays = []string{"cert-manager"}
+// readinessOverlays are the installs that include the readiness service: both
+// certificate paths, kustomize and chart (readiness.enabled by default).
+var readinessOverlays = []string{"cert-manager", "self-signed", "chart", "chart-self-signed"}
 
 func readinessDeployment(t *testing.T, r rendered) *appsv1.Deployment {
 	return r.mustFind(t, "Deployment", deploy.ReadinessName).Typed.(*appsv1.Deployment)
@@ -194,9 +193,10 @@ func TestReadinessRBAC(t *testing.T) {
 		if rb.RoleRef != (rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name}) || !slices.Equal(rb.Subjects, wantSubject) {
 			t.Errorf("%s: RoleBinding %+v", name, rb)
 		}
-		// Nothing else in the install binds roles: the webhook keeps no RBAC.
+		// Nothing else in the install binds roles but the certs Job's own
+		// (TestCertsJob): the webhook keeps no RBAC.
 		for _, o := range r.objects {
-			if (o.Kind == "RoleBinding" || o.Kind == "ClusterRoleBinding") && o.Name != crb.Name && o.Name != rb.Name {
+			if (o.Kind == "RoleBinding" || o.Kind == "ClusterRoleBinding") && o.Name != crb.Name && o.Name != rb.Name && o.Name != "depends-on-certs" {
 				t.Errorf("%s: unexpected %s %s", name, o.Kind, o.Name)
 			}
 		}
