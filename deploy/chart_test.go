@@ -18,6 +18,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -231,7 +232,7 @@ func TestChartLint(t *testing.T) {
 		helm(t, "lint", append([]string{"--strict", filepath.Join(tree, deploy.ChartDir)}, setFlags(set)...)...)
 	}
 	// values.schema.json rejects a mistyped or mistyped-type value.
-	for _, bad := range []string{"replica=3", "replicas=two", "certManager.enable=false", "image.pullPolicy=Sometimes"} {
+	for _, bad := range []string{"replica=3", "replicas=two", "certManager.enable=false", "image.pullPolicy=Sometimes", "readiness.enable=false", "readiness.maxWaiters=many"} {
 		c := exec.Command(helmBinary(t), "template", "x", filepath.Join(tree, deploy.ChartDir), "--kube-version", chartKubeVersion, "--set", bad)
 		if out, err := c.CombinedOutput(); err == nil || !strings.Contains(string(out), "schema") {
 			t.Errorf("helm template --set %s: err %v, output %q: want a schema error", bad, err, tail(out))
@@ -349,6 +350,82 @@ func TestChartValues(t *testing.T) {
 	}
 	if n := len(deployment(t, r).Spec.Template.Spec.TopologySpreadConstraints); n != 0 {
 		t.Errorf("%d topology spread constraints with topologySpreadConstraints=null", n)
+	}
+}
+
+// TestChartReadinessValues: the readiness values change what they should,
+// in any release namespace, and readiness.enabled=false leaves no trace of
+// the service (no object, no serving certificate, no Secret name in the certs
+// Job or its Role).
+func TestChartReadinessValues(t *testing.T) {
+	tree := copyTree(t)
+	chart := filepath.Join(tree, deploy.ChartDir)
+	r := decodeChart(t, helm(t, "template", "do", chart, "--namespace", "platform",
+		"--set", "readiness.image.repository=reg.example/readiness,readiness.image.tag=v2.0.1,readiness.image.pullPolicy=Always",
+		"--set", "readiness.replicas=3,readiness.resources.limits.memory=512Mi,readiness.maxWaiters=4000",
+		"--set", "readiness.drainPeriod=5s,readiness.terminationGracePeriodSeconds=25,readiness.extraArgs={--max-wait=30s}",
+		"--set", "readiness.podDisruptionBudget.minAvailable=2,priorityClassName=platform-critical",
+		"--set", "webhook.clusterDomain=corp.local,certManager.enabled=false"))
+	d := readinessDeployment(t, r)
+	spec := d.Spec.Template.Spec
+	c := spec.Containers[0]
+	if c.Image != "reg.example/readiness:v2.0.1" || c.ImagePullPolicy != corev1.PullAlways {
+		t.Errorf("image %s pull %s", c.Image, c.ImagePullPolicy)
+	}
+	for _, want := range []string{"--max-waiters=4000", "--drain-period=5s", "--max-wait=30s"} {
+		if !slices.Contains(c.Args, want) {
+			t.Errorf("args %v lack %s", c.Args, want)
+		}
+	}
+	if *d.Spec.Replicas != 3 || c.Resources.Limits.Memory().String() != "512Mi" || *spec.TerminationGracePeriodSeconds != 25 || spec.PriorityClassName != "platform-critical" {
+		t.Errorf("replicas %d, memory limit %s, grace %d, priorityClassName %q", *d.Spec.Replicas, c.Resources.Limits.Memory(), *spec.TerminationGracePeriodSeconds, spec.PriorityClassName)
+	}
+	if web := deployment(t, r).Spec.Template.Spec.Containers[0]; web.Image == c.Image || slices.Contains(web.Args, "--max-waiters=4000") {
+		t.Errorf("readiness values reached the webhook: %s %v", web.Image, web.Args)
+	}
+	pdb := r.mustFind(t, "PodDisruptionBudget", deploy.ReadinessName).Typed.(*policyv1.PodDisruptionBudget)
+	if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 2 {
+		t.Errorf("readiness PDB %+v", pdb.Spec)
+	}
+	crb := r.mustFind(t, "ClusterRoleBinding", deploy.ReadinessName).Typed.(*rbacv1.ClusterRoleBinding)
+	if len(crb.Subjects) != 1 || crb.Subjects[0].Namespace != "platform" {
+		t.Errorf("readiness ClusterRoleBinding subjects %+v, want the release namespace's ServiceAccount", crb.Subjects)
+	}
+	job := certsJob(t, r)
+	if want := "--serving=secret=" + deploy.ReadinessSecretName + ",service=" + deploy.ReadinessName; !slices.Contains(job.Spec.Template.Spec.Containers[0].Args, want) {
+		t.Errorf("certs Job args %v lack %s", job.Spec.Template.Spec.Containers[0].Args, want)
+	}
+
+	// cert-manager: the readiness Certificate follows the namespace and cluster domain.
+	r = decodeChart(t, helm(t, "template", "do", chart, "--namespace", "platform", "--set", "webhook.clusterDomain=corp.local"))
+	cert := r.mustFind(t, "Certificate", "depends-on-readiness-serving").Unstructured
+	dns, _, _ := unstructured.NestedStringSlice(cert.Object, "spec", "dnsNames")
+	if !slices.Equal(dns, []string{"depends-on-readiness.platform.svc", "depends-on-readiness.platform.svc.corp.local"}) {
+		t.Errorf("readiness Certificate dnsNames %v", dns)
+	}
+
+	for _, set := range [][]string{{"readiness.enabled=false"}, {"readiness.enabled=false", "certManager.enabled=false"}} {
+		r := decodeChart(t, helm(t, "template", "do", chart, "--namespace", deploy.Namespace, "--set", strings.Join(set, ",")))
+		for _, o := range r.objects {
+			if strings.Contains(o.Name, "readiness") || o.Unstructured.GetLabels()["app.kubernetes.io/component"] == "readiness" {
+				t.Errorf("%v: %s %s rendered", set, o.Kind, o.Name)
+			}
+			if o.Kind == "Job" || o.Kind == "Role" {
+				data, err := json.Marshal(o.Unstructured.Object)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if strings.Contains(string(data), deploy.ReadinessSecretName) {
+					t.Errorf("%v: %s %s names %s", set, o.Kind, o.Name, deploy.ReadinessSecretName)
+				}
+			}
+		}
+		// The webhook's own serving certificate is still issued.
+		if _, cm := r.find("Certificate", "depends-on-webhook-serving"); !cm {
+			if !slices.Contains(certsJob(t, r).Spec.Template.Spec.Containers[0].Args, "--serving=secret="+deploy.SecretName+",service="+deploy.Name) {
+				t.Errorf("%v: no serving certificate for the webhook", set)
+			}
+		}
 	}
 }
 

@@ -192,7 +192,7 @@ func TestOverlaysRenderAndDecodeStrictly(t *testing.T) {
 	want := map[string][]string{
 		"base":                 common,
 		"cert-manager":         append(append(slices.Clone(common), "Issuer", "Issuer", "Certificate", "Certificate", "Certificate"), readinessKinds...),
-		"self-signed":          append(slices.Clone(common), "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Job"),
+		"self-signed":          append(append(slices.Clone(common), "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Job"), readinessKinds...),
 		deploy.OwnCertsOverlay: append(slices.Clone(common), "Secret"),
 	}
 	for name, kinds := range want {

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/depends-on/depends-on/certs/incluster"
 	"github.com/depends-on/depends-on/deploy"
 )
 
@@ -23,10 +24,9 @@ var readinessKinds = []string{"ServiceAccount", "ClusterRole", "ClusterRoleBindi
 
 var clusterScoped = map[string]bool{"Namespace": true, "MutatingWebhookConfiguration": true, "ClusterRole": true, "ClusterRoleBinding": true}
 
-// readinessOverlays are the overlays that install the readiness service.
-// deploy/self-signed joins once its generated component carries
-// the depends-on-readiness-tls Secret (see the certs/ rewrite).
-var readinessOverlays = []string{"cert-manager"}
+// readinessOverlays are the installs that include the readiness service: both
+// certificate paths, kustomize and chart (readiness.enabled by default).
+var readinessOverlays = []string{"cert-manager", "self-signed", "chart", "chart-self-signed"}
 
 func readinessDeployment(t *testing.T, r rendered) *appsv1.Deployment {
 	return r.mustFind(t, "Deployment", deploy.ReadinessName).Typed.(*appsv1.Deployment)
@@ -194,29 +194,59 @@ func TestReadinessRBAC(t *testing.T) {
 		if rb.RoleRef != (rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name}) || !slices.Equal(rb.Subjects, wantSubject) {
 			t.Errorf("%s: RoleBinding %+v", name, rb)
 		}
-		// Nothing else in the install binds roles: the webhook keeps no RBAC.
+		// Nothing else in the install binds roles but the certs Job's own
+		// (TestCertsJob): the webhook keeps no RBAC.
 		for _, o := range r.objects {
-			if (o.Kind == "RoleBinding" || o.Kind == "ClusterRoleBinding") && o.Name != crb.Name && o.Name != rb.Name {
+			if (o.Kind == "RoleBinding" || o.Kind == "ClusterRoleBinding") && o.Name != crb.Name && o.Name != rb.Name && o.Name != "depends-on-certs" {
 				t.Errorf("%s: unexpected %s %s", name, o.Kind, o.Name)
 			}
 		}
 	}
 }
 
+// TestReadinessCertificate: every install issues the readiness service's
+// serving certificate, for its Service's names, into the Secret its
+// Deployment mounts, from the webhook's CA (the webhook hands that CA to the
+// injected containers): a cert-manager Certificate from the Issuer
+// depends-on-ca, or one more --serving of the certs Job, which writes every
+// serving Secret from its one --ca-secret.
 func TestReadinessCertificate(t *testing.T) {
-	r := renderAll(t).overlays["cert-manager"]
-	c := r.mustFind(t, "Certificate", "depends-on-readiness-serving").Unstructured
-	secret, _, _ := unstructured.NestedString(c.Object, "spec", "secretName")
-	issuer, _, _ := unstructured.NestedString(c.Object, "spec", "issuerRef", "name")
-	dns, _, _ := unstructured.NestedStringSlice(c.Object, "spec", "dnsNames")
+	f := renderAll(t)
 	want := []string{"depends-on-readiness.depends-on-system.svc", "depends-on-readiness.depends-on-system.svc.cluster.local"}
-	if secret != deploy.ReadinessSecretName || !slices.Equal(dns, want) {
-		t.Errorf("readiness Certificate: secret %q dnsNames %v", secret, dns)
-	}
-	// The same CA as the webhook's: the webhook gives its ca.crt to the injected containers.
-	web := r.mustFind(t, "Certificate", "depends-on-webhook-serving").Unstructured
-	webIssuer, _, _ := unstructured.NestedString(web.Object, "spec", "issuerRef", "name")
-	if issuer != webIssuer || issuer != "depends-on-ca" {
-		t.Errorf("readiness issuer %q, webhook issuer %q, want both depends-on-ca", issuer, webIssuer)
+	for _, name := range readinessOverlays {
+		r := f.overlays[name]
+		if c, ok := r.find("Certificate", "depends-on-readiness-serving"); ok {
+			secret, _, _ := unstructured.NestedString(c.Unstructured.Object, "spec", "secretName")
+			issuer, _, _ := unstructured.NestedString(c.Unstructured.Object, "spec", "issuerRef", "name")
+			dns, _, _ := unstructured.NestedStringSlice(c.Unstructured.Object, "spec", "dnsNames")
+			if secret != deploy.ReadinessSecretName || !slices.Equal(dns, want) {
+				t.Errorf("%s: readiness Certificate: secret %q dnsNames %v", name, secret, dns)
+			}
+			web := r.mustFind(t, "Certificate", "depends-on-webhook-serving").Unstructured
+			webIssuer, _, _ := unstructured.NestedString(web.Object, "spec", "issuerRef", "name")
+			if issuer != webIssuer || issuer != "depends-on-ca" {
+				t.Errorf("%s: readiness issuer %q, webhook issuer %q, want both depends-on-ca", name, issuer, webIssuer)
+			}
+			continue
+		}
+		job := certsJob(t, r)
+		var found []incluster.Serving
+		for _, a := range job.Spec.Template.Spec.Containers[0].Args {
+			v, ok := strings.CutPrefix(a, "--serving=")
+			if !ok {
+				continue
+			}
+			spec, err := incluster.ParseServing(v)
+			if err != nil {
+				t.Fatalf("%s: Job arg %s: %v", name, a, err)
+			}
+			if s := spec.Resolve(deploy.Namespace, ""); s.Secret == deploy.ReadinessSecretName {
+				found = append(found, s)
+			}
+		}
+		// certgen adds the short names (svc.ns, svc) to the two the clients use.
+		if len(found) != 1 || !slices.Contains(found[0].DNSNames, want[0]) || !slices.Contains(found[0].DNSNames, want[1]) {
+			t.Errorf("%s: certs Job issues %s as %+v, want once, for %v", name, deploy.ReadinessSecretName, found, want)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"crypto/x509"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,6 +54,10 @@ func TestCertsJobWithItsRBAC(t *testing.T) {
 	var clusterRole rbacv1.ClusterRole
 	var args []string
 	for _, o := range objs {
+		// The Job's own RBAC; deploy/self-signed also holds the readiness service's.
+		if o.GetName() != "depends-on-certs" && o.GetKind() != "Job" {
+			continue
+		}
 		switch o.GetKind() {
 		case "Role":
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &role); err != nil {
@@ -160,18 +165,26 @@ func TestCertsJobWithItsRBAC(t *testing.T) {
 	if !res.CARenewed || res.Trusted != 2 || !strings.Contains(string(second), strings.TrimSpace(string(first))) {
 		t.Errorf("CA rotation: %+v; caBundle %d -> %d bytes, old CA kept: %v", res, len(first), len(second), strings.Contains(string(second), strings.TrimSpace(string(first))))
 	}
-	s, err := admin.CoreV1().Secrets(ns).Get(ctx, opts.Servings[0].Secret, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := certgen.ParseCertificates(s.Data["tls.crt"])
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Every serving Secret (the webhook's and the readiness service's), from the one CA.
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(second)
-	if _, err := leaf[0].Verify(x509.VerifyOptions{Roots: pool, DNSName: deploy.Name + "." + ns + ".svc"}); err != nil {
-		t.Errorf("serving certificate vs caBundle: %v", err)
+	var issued []string
+	for _, serving := range opts.Servings {
+		s, err := admin.CoreV1().Secrets(ns).Get(ctx, serving.Secret, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := certgen.ParseCertificates(s.Data["tls.crt"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := leaf[0].Verify(x509.VerifyOptions{Roots: pool, DNSName: serving.DNSNames[0]}); err != nil {
+			t.Errorf("serving certificate %s vs caBundle: %v", serving.Secret, err)
+		}
+		issued = append(issued, serving.Secret)
+	}
+	if !slices.Contains(issued, deploy.SecretName) || !slices.Contains(issued, deploy.ReadinessSecretName) {
+		t.Errorf("the Job issued %v, want %s and %s", issued, deploy.SecretName, deploy.ReadinessSecretName)
 	}
 
 	// What the rules deny.

@@ -3,7 +3,7 @@ Object names are fixed, as in deploy/base: the webhook configuration is
 cluster-wide and one install serves the whole cluster.
 */}}
 
-{{/* Labels of every object's metadata; .component is webhook or certs. */}}
+{{/* Labels of every object's metadata; .component is webhook, readiness or certs. */}}
 {{- define "depends-on.labels" -}}
 {{ include "depends-on.selectorLabels" . }}
 {{ include "depends-on.commonLabels" .root }}
@@ -37,14 +37,25 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/*
-The serving certificates, one Secret each, issued by cert-manager or by the
-certs Job from the same CA. A second server (e.g. readiness.enabled) adds one
-entry here: {secret, service}.
+The serving certificates, one Secret each, issued by cert-manager (Certificate
+.certificate) or by the certs Job (--serving, Role resourceNames) from the
+same CA; .component labels the Certificate.
 */}}
 {{- define "depends-on.servings" -}}
 - secret: depends-on-webhook-tls
   service: depends-on-webhook
   certificate: depends-on-webhook-serving
+  component: webhook
+{{- if .Values.readiness.enabled }}
+- secret: depends-on-readiness-tls
+  service: depends-on-readiness
+  certificate: depends-on-readiness-serving
+  component: readiness
+{{- end }}
+{{- end }}
+
+{{- define "depends-on.readinessImage" -}}
+{{ .Values.readiness.image.repository }}:{{ .Values.readiness.image.tag | default .Chart.AppVersion }}
 {{- end }}
 
 {{/* Restricted Pod Security settings shared by every container. */}}
