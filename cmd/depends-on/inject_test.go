@@ -277,11 +277,11 @@ func TestLint(t *testing.T) {
 		t.Errorf("lint good bad: code %d, stdout %q, stderr\n%q\nwant code 1, stderr\n%q", code, out, stderr, want)
 	}
 
-	code, out, stderr = runArgs(t, nil, "lint", goodPath, filepath.Join(goldenDir, "init-demo.yaml"))
-	if code != exitOK || stderr != "" || out != "depends-on lint: 2 files, 2 documents, 2 pod templates with depends-on annotations: ok\n" {
+	code, out, stderr = runArgs(t, nil, "lint", goodPath, filepath.Join(goldenDir, "init-demo.yaml"), writeFile(t, "plain.json", `{"kind":"Job","metadata":{"name":"j"},"spec":{"template":{"spec":{"containers":[]}}}}`+"\n"+`{"kind":"Service","metadata":{"name":"s"}}`))
+	if code != exitOK || stderr != "" || out != "depends-on lint: 3 files, 4 documents, 3 pod templates (2 with depends-on annotations): ok\n" {
 		t.Errorf("lint of clean files: code %d, stdout %q, stderr %q", code, out, stderr)
 	}
-	if code, out, _ := runStdin(t, good, "lint", "-"); code != exitOK || !strings.Contains(out, "1 pod template with") {
+	if code, out, _ := runStdin(t, good, "lint", "-"); code != exitOK || !strings.Contains(out, "1 pod template (1 with") {
 		t.Errorf("lint -: code %d, %q", code, out)
 	}
 

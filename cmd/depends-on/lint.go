@@ -88,8 +88,8 @@ func runLint(_ context.Context, env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "%s lint: %d %s\n", programName, problems, plural(problems, "problem"))
 		return exitFailed
 	}
-	fmt.Fprintf(env.stdout, "%s lint: %d %s, %d %s, %d %s with depends-on annotations: ok\n", programName,
-		len(fs.Args()), plural(len(fs.Args()), "file"), docs, plural(docs, "document"), annotated, plural(annotated, "pod template"))
+	fmt.Fprintf(env.stdout, "%s lint: %d %s, %d %s, %d %s (%d with depends-on annotations): ok\n", programName,
+		len(fs.Args()), plural(len(fs.Args()), "file"), docs, plural(docs, "document"), templates, plural(templates, "pod template"), annotated)
 	return exitOK
 }
 
