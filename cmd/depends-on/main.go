@@ -48,6 +48,8 @@ type cmdEnv struct {
 // subcommand is a file with a func returning a command, plus one line here.
 func commands() []command {
 	return []command{
+		injectCommand(),
+		lintCommand(),
 		certsCommand(),
 		versionCommand(),
 	}

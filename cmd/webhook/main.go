@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -73,7 +72,6 @@ func parseFlags(args []string, out io.Writer) (*cliOptions, error) {
 	o := &cliOptions{zap: zap.Options{Development: false}}
 	s := &o.server
 	s.version = version
-	def := webhook.DefaultConfig()
 
 	fs.IntVar(&s.port, "port", 9443, "HTTPS port of the admission endpoint (/mutate)")
 	fs.StringVar(&s.host, "host", "", "address to bind the HTTPS port on (default all)")
@@ -83,14 +81,7 @@ func parseFlags(args []string, out io.Writer) (*cliOptions, error) {
 	fs.DurationVar(&s.drainPeriod, "drain-period", 10*time.Second, "on SIGTERM, how long to keep serving while /readyz fails, so endpoints move away first")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 10*time.Second, "after draining, how long in-flight requests may take")
 
-	img := fs.String("wait-image", defaultWaitImage(), "image of the injected wait-for-service and fetch containers")
-	domain := fs.String("cluster-domain", def.ClusterDomain, "the cluster's DNS domain, for Service names")
-	timeout := fs.Duration("default-timeout", def.DefaultTimeout, "timeout of Pods that set no depends-on.dev/timeout (0 waits forever)")
-	cpuReq := fs.String("wait-cpu-request", def.Resources.Requests.Cpu().String(), "CPU request of each injected container")
-	memReq := fs.String("wait-memory-request", def.Resources.Requests.Memory().String(), "memory request of each injected container")
-	cpuLim := fs.String("wait-cpu-limit", def.Resources.Limits.Cpu().String(), "CPU limit of each injected container (empty: none)")
-	memLim := fs.String("wait-memory-limit", def.Resources.Limits.Memory().String(), "memory limit of each injected container")
-	fetchLimit := fs.String("fetch-size-limit", def.FetchSizeLimit.String(), "sizeLimit of the fetch emptyDir, and the cap on each download")
+	config := webhook.BindConfigFlags(fs, defaultWaitImage())
 	inFlight := fs.String("max-in-flight-bytes", resource.NewQuantity(webhook.DefaultMaxInFlightBytes, resource.BinarySI).String(),
 		"bytes of AdmissionReview bodies handled at once; more wait up to 1s, then get 429 (bounds memory)")
 	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
@@ -103,36 +94,19 @@ func parseFlags(args []string, out io.Writer) (*cliOptions, error) {
 		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 
-	cfg := def
-	cfg.WaitImage, cfg.ClusterDomain, cfg.DefaultTimeout = *img, *domain, *timeout
+	cfg, err := config()
 	var errs []error
-	quantity := func(name, value string) resource.Quantity {
-		q, err := resource.ParseQuantity(value)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("--%s=%q: %w", name, value, err))
-		}
-		return q
+	if err != nil {
+		errs = append(errs, err)
 	}
-	cfg.Resources = corev1.ResourceRequirements{
-		Requests: corev1.ResourceList{
-			corev1.ResourceCPU:    quantity("wait-cpu-request", *cpuReq),
-			corev1.ResourceMemory: quantity("wait-memory-request", *memReq),
-		},
-		Limits: corev1.ResourceList{corev1.ResourceMemory: quantity("wait-memory-limit", *memLim)},
-	}
-	if *cpuLim != "" {
-		cfg.Resources.Limits[corev1.ResourceCPU] = quantity("wait-cpu-limit", *cpuLim)
-	}
-	cfg.FetchSizeLimit = quantity("fetch-size-limit", *fetchLimit)
-	if q := quantity("max-in-flight-bytes", *inFlight); q.Value() < webhook.DefaultMaxRequestBytes {
+	if q, err := resource.ParseQuantity(*inFlight); err != nil {
+		errs = append(errs, fmt.Errorf("--max-in-flight-bytes=%q: %w", *inFlight, err))
+	} else if q.Value() < webhook.DefaultMaxRequestBytes {
 		errs = append(errs, fmt.Errorf("--max-in-flight-bytes=%s: must be at least the largest request, %d bytes", *inFlight, webhook.DefaultMaxRequestBytes))
 	} else {
 		s.maxInFlightBytes = q.Value()
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	s.injector = cfg
