@@ -107,12 +107,16 @@ func uninstall(ctx context.Context, helmBin string) error {
 	} else if !strings.Contains(out, "not found") {
 		return err
 	}
+	// Cluster-scoped objects outlive the namespace: the certs Job's and the
+	// readiness service's (helm refuses to adopt what kubectl apply created).
 	rbac := e.cs.RbacV1()
-	if err := rbac.ClusterRoleBindings().Delete(ctx, "depends-on-certs", metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		return err
-	}
-	if err := rbac.ClusterRoles().Delete(ctx, "depends-on-certs", metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		return err
+	for _, name := range []string{"depends-on-certs", deploy.ReadinessName} {
+		if err := rbac.ClusterRoleBindings().Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		if err := rbac.ClusterRoles().Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
 	}
 	if err := e.cs.CoreV1().Namespaces().Delete(ctx, deploy.Namespace, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		return err
@@ -159,10 +163,12 @@ func testChartInstall(t *testing.T, helmBin string) {
 	kubectl(t, ctx, "label", "namespace", deploy.Namespace, "pod-security.kubernetes.io/enforce=restricted", "depends-on.dev/disabled=true")
 	repo, tag := splitImage(e.img)
 	waitRepo, waitTag := splitImage(e.waitImg)
+	readinessRepo, readinessTag := splitImage(e.readinessImg)
 	out, err := e.run(ctx, "helm-install", helmBin, "--kubeconfig", e.kubeconfig, "install", "depends-on",
 		filepath.Join(e.root, "deploy", deploy.ChartDir), "--namespace", deploy.Namespace,
 		"--set", "image.repository="+repo, "--set", "image.tag="+tag,
 		"--set", "waitImage.repository="+waitRepo, "--set", "waitImage.tag="+waitTag,
+		"--set", "readiness.image.repository="+readinessRepo, "--set", "readiness.image.tag="+readinessTag,
 		"--wait", "--timeout", "5m")
 	if err != nil {
 		t.Fatal(err)
@@ -201,6 +207,9 @@ func testSelfSignedFreshClone(t *testing.T, helmBin string) string {
 	// deploy/self-signed names depends-on/webhook:dev: give the e2e build that
 	// name inside the node, so the command runs as a user types it.
 	if err := e.tagInNode(ctx, e.img, deploy.WebhookImage+":dev"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.tagInNode(ctx, e.readinessImg, deploy.ReadinessImage+":dev"); err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
