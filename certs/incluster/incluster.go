@@ -177,7 +177,7 @@ func (o *Options) validate() error {
 			errs = append(errs, fmt.Errorf("serving certificate %q: needs a Secret name and at least one DNS name", s.Secret))
 		}
 		if seen[s.Secret] {
-			errs = append(errs, fmt.Errorf("Secret %q named twice", s.Secret))
+			errs = append(errs, fmt.Errorf("secret %q named twice", s.Secret))
 		}
 		seen[s.Secret] = true
 	}

@@ -132,6 +132,7 @@ var kinds = []kindDef{
 			// may contain anything (query strings often hold "=").
 			i := indexURLStart(rest)
 			if i < 0 {
+				//lint:ignore ST1005 the "..." is part of the usage it shows
 				return nil, errors.New(`want fetch:/abs/dest=http(s)://...`)
 			}
 			dest, rawURL := rest[:i], rest[i+1:]
@@ -321,6 +322,7 @@ func ParseURL(s string) (*url.URL, error) {
 		return nil, fmt.Errorf("URL must start with http:// or https://, not %q", u.Scheme+":")
 	}
 	if u.Opaque != "" {
+		//lint:ignore ST1005 the "..." is part of the usage it shows
 		return nil, errors.New("bad URL: want http(s)://host/...")
 	}
 	host := u.Hostname()
