@@ -69,8 +69,9 @@ func TestInstallVariants(t *testing.T) {
 	if !t.Run("chart", func(t *testing.T) { testChartInstall(t, helmBin) }) {
 		t.Log("chart install failed; the self-signed variants start from a clean namespace anyway")
 	}
-	clone := ""
-	if !t.Run("self-signed-fresh-clone", func(t *testing.T) { clone = testSelfSignedFreshClone(t, helmBin) }) || clone == "" {
+	// The tree lives as long as this test: the rotation case re-applies it.
+	clone := t.TempDir()
+	if !t.Run("self-signed-fresh-clone", func(t *testing.T) { testSelfSignedFreshClone(t, helmBin, clone) }) {
 		t.Fatal("the rotation case needs the self-signed install")
 	}
 	t.Run("rotation-under-load", func(t *testing.T) { testRotation(t, clone) })
@@ -192,13 +193,12 @@ func testChartInstall(t *testing.T, helmBin string) {
 }
 
 // testSelfSignedFreshClone installs with the documented one command on the
-// committed tree and returns that tree's path.
-func testSelfSignedFreshClone(t *testing.T, helmBin string) string {
+// committed tree, exported into clone.
+func testSelfSignedFreshClone(t *testing.T, helmBin, clone string) {
 	ctx := caseContext(t, 10*time.Minute)
 	if err := uninstall(ctx, helmBin); err != nil {
 		t.Fatal(err)
 	}
-	clone := t.TempDir()
 	// git archive HEAD: exactly the committed files, as a fresh clone has them
 	// (no deploy/own-certs/generated, no build outputs).
 	if _, err := e.run(ctx, "git-archive", "sh", "-c", fmt.Sprintf("git -C %q archive HEAD | tar -x -C %q", e.root, clone)); err != nil {
@@ -257,7 +257,7 @@ func testSelfSignedFreshClone(t *testing.T, helmBin string) string {
 			t.Errorf("kubectl auth can-i %s as %s: %q, want %s", strings.Join(c.args, " "), c.as, strings.TrimSpace(out), c.want)
 		}
 	}
-	return clone
+
 }
 
 // tagInNode gives an image loaded into the kind node a second name.
