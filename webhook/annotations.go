@@ -7,6 +7,7 @@ package webhook
 import (
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -300,15 +301,7 @@ func SplitList(value string) []string {
 }
 
 func isKnownKey(k string) bool {
-	if k == AnnotationInjected {
-		return true
-	}
-	for _, u := range userKeys {
-		if k == u {
-			return true
-		}
-	}
-	return false
+	return k == AnnotationInjected || slices.Contains(userKeys, k)
 }
 
 func unknownKeyDetail(k string) string {
