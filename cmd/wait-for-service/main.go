@@ -48,6 +48,9 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, tu tu
 		maxBytes       = fs.Int64("max-bytes", 32<<20, "size limit of the body of each fetch: target, in `bytes`; a larger body fails at once")
 		dnsServer      = fs.String("dns-server", "", "use the DNS server at `host:port` (port 53 if omitted) instead of the system resolver")
 		showVersion    = fs.Bool("version", false, "print the version and exit")
+		// Object targets (object.go).
+		readinessURL       = fs.String("readiness-url", "", "ask the depends-on readiness service at this https `URL` about object targets")
+		readinessTokenFile = fs.String("readiness-token-file", "", "authenticate to the readiness service with the token in this `file`, read again before each request")
 	)
 	usageError := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "wait-for-service: "+format+"\n", a...)
@@ -85,6 +88,10 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, tu tu
 	}
 	log := newLogger(stderr)
 	targets, err := parseTargets(fs.Args())
+	var readiness *readinessConfig
+	if err == nil { // object targets need the readiness service (object.go)
+		readiness, err = newReadinessConfig(targets, *readinessURL, *readinessTokenFile, tu.readiness.getenv(envReadinessCA))
+	}
 	if err != nil {
 		if err := os.WriteFile(*terminationLog, []byte(truncate(oneLine(err.Error()), maxTerminationMessage)), 0o644); err != nil {
 			log.printf("cannot write termination log: %v", err)
@@ -97,6 +104,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, tu tu
 		maxBytes:       *maxBytes,
 		lookup:         newLookup(*dnsServer),
 		tuning:         tu,
+		readiness:      readiness,
 	}
 	return waitAll(ctx, cfg, targets, log)
 }
@@ -132,6 +140,19 @@ Targets:
   https://URL          ready on a 2xx answer to GET (at most 5 redirects)
   fetch:/ABS/PATH=URL  GET the http(s) URL; on a 2xx answer write the body to
                        /ABS/PATH (atomically, mode 0644); ready once written
+  job:NS/NAME          ready when the Job has completed; fails at once when
+                       it has failed
+  deployment:NS/NAME   ready when the Deployment is Available and rolled out
+  statefulset:NS/NAME  ready when the StatefulSet's replicas are ready and
+                       up to date
+  daemonset:NS/NAME    ready when the DaemonSet's Pods are ready and up to date
+  endpoints:NS/NAME[:PORT]
+                       ready when the Service has a ready endpoint (for PORT,
+                       a number or a port name, when given)
+                       Object targets ask the depends-on readiness service
+                       (--readiness-url, --readiness-token-file, and the CA
+                       certificates in PEM in $DEPENDS_ON_READINESS_CA; the
+                       system's roots when it is unset)
 
 Flags:
 `)

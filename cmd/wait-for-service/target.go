@@ -30,6 +30,8 @@ type target struct {
 	port string   // tcp: the port
 	url  *url.URL // http, fetch
 	dest string   // fetch: the cleaned absolute destination path
+
+	obj objectTarget // kindObject (object.go, objecttarget.go)
 }
 
 // parseTarget parses one TARGET argument:
@@ -39,6 +41,13 @@ type target struct {
 //	http://...  https://...
 //	fetch:/abs/dest=URL  (URL: http or https)
 func parseTarget(s string) (*target, error) {
+	// Object targets, answered by the readiness service (objecttarget.go).
+	if o, ok, err := parseObjectTarget(s); ok {
+		if err != nil {
+			return nil, err
+		}
+		return &target{raw: s, name: o.String(), kind: kindObject, obj: o}, nil
+	}
 	lower := strings.ToLower(s)
 	switch {
 	case strings.HasPrefix(lower, "dns:"):
@@ -86,7 +95,7 @@ func parseTarget(s string) (*target, error) {
 			dest: filepath.Clean(dest),
 		}, nil
 	}
-	return nil, errors.New("unknown target type (want dns:, tcp:, http://, https:// or fetch:)")
+	return nil, errors.New("unknown target type (want dns:, tcp:, http://, https://, fetch:, job:, deployment:, statefulset:, daemonset: or endpoints:)")
 }
 
 // indexURLStart returns the index of the "=" that starts the URL in
