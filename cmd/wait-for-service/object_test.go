@@ -200,8 +200,12 @@ func TestObjectRefusalsArePermanent(t *testing.T) {
 			if tt.refusal.code != 0 {
 				f.update(func(f *fakeReadiness) { f.refuse[tt.target] = tt.refusal })
 			}
-			// A second, unready target: the refusal must end the whole wait.
-			r := runCLI(t, t.Context(), objectTuning(f), objectArgs(f, writeToken(t, tt.token), "--timeout", "30s", tt.target, "job:app/other")...)
+			args := []string{"--timeout", "30s", tt.target}
+			if tt.refusal.code != 0 {
+				// A second, unready target: the refusal must end the whole wait.
+				args = append(args, "job:app/other")
+			}
+			r := runCLI(t, t.Context(), objectTuning(f), objectArgs(f, writeToken(t, tt.token), args...)...)
 			if r.code != exitFail {
 				t.Fatalf("exit code = %d, want 1", r.code)
 			}

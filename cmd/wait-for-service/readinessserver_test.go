@@ -95,11 +95,11 @@ type fakeReadiness struct {
 	srv         *httptest.Server
 	addr        string // host:port, kept across restarts
 	states      map[string]waitAnswer
-	changed     chan struct{}         // closed and replaced on every change
+	changed     chan struct{}          // closed and replaced on every change
 	refuse      map[string]fakeRefusal // target -> a fixed error answer
-	unavailable int                   // answer the next n requests with 503
-	noHold      bool                  // answer at once (a broken server)
-	tokens      map[string]bool       // tokens that authenticate
+	unavailable int                    // answer the next n requests with 503
+	noHold      bool                   // answer at once (a broken server)
+	tokens      map[string]bool        // tokens that authenticate
 	requests    []fakeRequest
 }
 
