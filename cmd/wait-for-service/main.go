@@ -128,9 +128,10 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprint(w, `Usage: wait-for-service [flags] TARGET...
 
 Waits until every TARGET is ready, probing all of them in parallel with
-backoff, then exits 0. Exits 1 when --timeout expires (or a fetch fails for
-good) after writing a one-line summary of what was not ready to the
-termination log, and 2 on a usage error. Flags go before the targets.
+backoff, then exits 0. Exits 1 when --timeout expires (or a fetch or an
+object fails for good) after writing a one-line summary of what was not
+ready to the termination log, and 2 on a usage error. Flags go before the
+targets.
 
 Targets:
   dns:NAME             ready when NAME resolves (A or AAAA record)

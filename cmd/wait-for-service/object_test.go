@@ -554,3 +554,14 @@ func TestHoldFor(t *testing.T) {
 		t.Errorf("past the deadline: %v, want 1s", got)
 	}
 }
+
+func TestHelpNamesObjectTargets(t *testing.T) {
+	t.Parallel()
+	r := runCLI(t, t.Context(), defaultTuning(), "--help")
+	for _, w := range []string{"job:NS/NAME", "deployment:NS/NAME", "statefulset:NS/NAME", "daemonset:NS/NAME", "endpoints:NS/NAME[:PORT]",
+		"--readiness-url URL", "--readiness-token-file FILE", "$DEPENDS_ON_READINESS_CA"} {
+		if !strings.Contains(r.stdout, w) {
+			t.Errorf("usage does not contain %q", w)
+		}
+	}
+}
