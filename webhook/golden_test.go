@@ -22,9 +22,20 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 // requestNamespace is the admission request's namespace for golden Pods that set none.
 const requestNamespace = "default"
 
+// testReadinessCA is a fixed PEM block (not a real certificate) for the goldens.
+const testReadinessCA = "-----BEGIN CERTIFICATE-----\ndGVzdCBDQQ==\n-----END CERTIFICATE-----\n"
+
+// goldenConfig is DefaultConfig with the readiness service installed.
+func goldenConfig() Config {
+	cfg := DefaultConfig()
+	cfg.ReadinessURL = "https://depends-on-readiness.depends-on-system.svc:443"
+	cfg.ReadinessCA = testReadinessCA
+	return cfg
+}
+
 func testInjector(t testing.TB) *Injector {
 	t.Helper()
-	in, err := NewInjector(DefaultConfig())
+	in, err := NewInjector(goldenConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

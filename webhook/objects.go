@@ -224,33 +224,6 @@ func exampleNamespace(opts ParseOptions) string {
 	return "namespace"
 }
 
-// parseObjectAnnotation parses the whole value of one object key with the
-// rules of the other list keys: entries split by SplitList, an empty list
-// denied, every bad entry reported (field.Invalid on the annotation, naming
-// the entry), exact duplicates (after defaulting the namespace) listed once.
-func parseObjectAnnotation(key, value string, opts ParseOptions) ([]Target, field.ErrorList) {
-	p := annotationsPath.Key(key)
-	entries := SplitList(value)
-	if len(entries) == 0 {
-		return nil, field.ErrorList{field.Invalid(p, value, "no entries: list them separated by commas or newlines, or remove the annotation")}
-	}
-	var targets []Target
-	var errs field.ErrorList
-	seen := map[string]bool{}
-	for _, entry := range entries {
-		arg, err := parseObjectEntry(key, entry, opts)
-		if err != nil {
-			errs = append(errs, field.Invalid(p, entry, err.Error()))
-			continue
-		}
-		if !seen[arg] {
-			seen[arg] = true
-			targets = append(targets, Target{Annotation: key, Entry: entry, Arg: arg})
-		}
-	}
-	return targets, errs
-}
-
 // objectKeysUnavailable denies every object key present when this
 // depends-on runs without the readiness service (a webhook flag says so):
 // nothing could answer those waits.
@@ -258,10 +231,14 @@ func objectKeysUnavailable(annotations map[string]string) field.ErrorList {
 	var errs field.ErrorList
 	for _, key := range ObjectKeys {
 		if value, ok := annotations[key]; ok {
-			errs = append(errs, field.Invalid(annotationsPath.Key(key), value,
-				"waiting for Kubernetes objects needs the depends-on readiness service, which is not installed in this cluster; install it or use "+
-					AnnotationServices+", "+AnnotationTCP+" or "+AnnotationHTTP))
+			errs = append(errs, objectKeyUnavailable(key, value))
 		}
 	}
 	return errs
+}
+
+func objectKeyUnavailable(key, value string) *field.Error {
+	return field.Invalid(annotationsPath.Key(key), shorten(value),
+		"waiting for Kubernetes objects needs the depends-on readiness service, which is not installed in this cluster; install it or use "+
+			AnnotationServices+", "+AnnotationTCP+" or "+AnnotationHTTP)
 }

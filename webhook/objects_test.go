@@ -3,6 +3,9 @@ package webhook
 import (
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 func TestParseObjectEntryValid(t *testing.T) {
@@ -103,8 +106,14 @@ func TestParseObjectEntryNeedsNamespace(t *testing.T) {
 	}
 }
 
+// parseObjectKey is Parse of one object key.
+func parseObjectKey(key, value string, opts ParseOptions) ([]Target, field.ErrorList) {
+	spec, errs := Parse(map[string]string{key: value}, opts)
+	return spec.Waits, errs
+}
+
 func TestParseObjectAnnotation(t *testing.T) {
-	targets, errs := parseObjectAnnotation(AnnotationWorkloads, " deployment/api,\n statefulset/pg.db , Deployment/api, deployment/api.shop,,", parseOpts)
+	targets, errs := parseObjectKey(AnnotationWorkloads, " deployment/api,\n statefulset/pg.db , Deployment/api, deployment/api.shop,,", parseOpts)
 	if len(errs) != 0 {
 		t.Fatalf("errors: %v", errs)
 	}
@@ -123,7 +132,7 @@ func TestParseObjectAnnotation(t *testing.T) {
 
 	// Every bad entry is reported, naming the annotation and the entry; the
 	// good ones are still parsed.
-	targets, errs = parseObjectAnnotation(AnnotationJobs, "migrate, shop/seed, Bad, seed.shop", parseOpts)
+	targets, errs = parseObjectKey(AnnotationJobs, "migrate, shop/seed, Bad, seed.shop", parseOpts)
 	if len(targets) != 2 || targets[0].Arg != "job:shop/migrate" || targets[1].Arg != "job:shop/seed" {
 		t.Errorf("targets %+v, want migrate and seed", targets)
 	}
@@ -141,7 +150,7 @@ func TestParseObjectAnnotation(t *testing.T) {
 	}
 
 	for _, empty := range []string{"", " , \n,"} {
-		_, errs = parseObjectAnnotation(AnnotationEndpoints, empty, parseOpts)
+		_, errs = parseObjectKey(AnnotationEndpoints, empty, parseOpts)
 		if len(errs) != 1 || !strings.Contains(errs[0].Error(), "metadata.annotations[depends-on.dev/endpoints]") || !strings.Contains(errs[0].Error(), "no entries") {
 			t.Errorf("value %q: errors %v, want one 'no entries'", empty, errs)
 		}
@@ -161,6 +170,16 @@ func TestObjectKeysUnavailable(t *testing.T) {
 	if errs := objectKeysUnavailable(map[string]string{AnnotationServices: "db"}); len(errs) != 0 {
 		t.Errorf("no object key: errors %v", errs)
 	}
+	// Parse without the readiness service denies the object keys, and only them.
+	opts := parseOpts
+	opts.Readiness = false
+	spec, errs := Parse(map[string]string{AnnotationWorkloads: "deployment/api", AnnotationServices: "db"}, opts)
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "metadata.annotations["+AnnotationWorkloads+"]") || !strings.Contains(errs[0].Error(), "not installed") {
+		t.Errorf("errors %v, want one naming %s", errs, AnnotationWorkloads)
+	}
+	if len(spec.Waits) != 1 || spec.Waits[0].Annotation != AnnotationServices {
+		t.Errorf("waits %+v, want the service only", spec.Waits)
+	}
 }
 
 func TestHasObjectWaits(t *testing.T) {
@@ -179,5 +198,80 @@ func TestHasObjectWaits(t *testing.T) {
 	}
 	if IsObjectKey(AnnotationServices) {
 		t.Error("services is not an object key")
+	}
+}
+
+// The projected token goes to the wait container only, and only for object keys.
+func TestReadinessTokenOnlyInWaitContainer(t *testing.T) {
+	in := testInjector(t)
+	for _, ann := range []map[string]string{
+		{AnnotationJobs: "migrate", AnnotationFetch: "/etc/a=http://h/a"},
+		{AnnotationEndpoints: "db:5432", AnnotationServices: "cache"},
+		{AnnotationServices: "cache", AnnotationFetch: "/etc/a=http://h/a"},
+	} {
+		p := &corev1.Pod{Spec: corev1.PodSpec{InitContainers: []corev1.Container{{Name: "own"}}, Containers: []corev1.Container{{Name: "app"}, {Name: "side"}}}}
+		p.Annotations = ann
+		out, err := in.Inject(PodFrom(p), "shop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		objects := ann[AnnotationJobs] != "" || ann[AnnotationEndpoints] != ""
+		mounted := 0
+		var all []Container
+		for _, c := range out.Spec.InitContainers {
+			all = append(all, Container{Name: c.Name, VolumeMounts: c.VolumeMounts})
+		}
+		for _, c := range append(all, out.Spec.Containers...) {
+			{
+				for _, m := range c.VolumeMounts {
+					if m.Name == ReadinessTokenVolumeName {
+						mounted++
+						if c.Name != WaitContainerName || !m.ReadOnly || m.MountPath != ReadinessTokenDir {
+							t.Errorf("%v: container %s mounts the token: %+v", ann, c.Name, m)
+						}
+					}
+				}
+			}
+		}
+		volumes := 0
+		for _, v := range out.Spec.Volumes {
+			if v.Name == ReadinessTokenVolumeName {
+				volumes++
+			}
+		}
+		if want := map[bool]int{true: 1, false: 0}[objects]; mounted != want || volumes != want {
+			t.Errorf("%v: %d mounts and %d volumes of the token, want %d", ann, mounted, volumes, want)
+		}
+	}
+}
+
+func TestInjectWithoutReadinessDeniesObjectKeys(t *testing.T) {
+	in, err := NewInjector(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}}}}
+	p.Annotations = map[string]string{AnnotationJobs: "migrate"}
+	_, err = in.Inject(PodFrom(p), "shop")
+	if err == nil || !strings.Contains(err.Error(), "metadata.annotations[depends-on.dev/jobs]") || !strings.Contains(err.Error(), "readiness service, which is not installed") {
+		t.Errorf("error = %v, want the jobs key denied", err)
+	}
+}
+
+func TestConfigReadiness(t *testing.T) {
+	for _, tc := range []struct{ url, ca, want string }{
+		{"http://r.test", "", "readiness URL"},
+		{"https://", "", "readiness URL"},
+		{"https://r.test/?a=b", "", "readiness URL"},
+		{"https://r.test", "not pem", "no PEM certificate"},
+	} {
+		cfg := DefaultConfig()
+		cfg.ReadinessURL, cfg.ReadinessCA = tc.url, tc.ca
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q %q: %v, want %q", tc.url, tc.ca, err, tc.want)
+		}
+	}
+	if cfg := goldenConfig(); cfg.Validate() != nil {
+		t.Errorf("golden config: %v", cfg.Validate())
 	}
 }
