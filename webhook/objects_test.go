@@ -222,13 +222,11 @@ func TestReadinessTokenOnlyInWaitContainer(t *testing.T) {
 			all = append(all, Container{Name: c.Name, VolumeMounts: c.VolumeMounts})
 		}
 		for _, c := range append(all, out.Spec.Containers...) {
-			{
-				for _, m := range c.VolumeMounts {
-					if m.Name == ReadinessTokenVolumeName {
-						mounted++
-						if c.Name != WaitContainerName || !m.ReadOnly || m.MountPath != ReadinessTokenDir {
-							t.Errorf("%v: container %s mounts the token: %+v", ann, c.Name, m)
-						}
+			for _, m := range c.VolumeMounts {
+				if m.Name == ReadinessTokenVolumeName {
+					mounted++
+					if c.Name != WaitContainerName || !m.ReadOnly || m.MountPath != ReadinessTokenDir {
+						t.Errorf("%v: container %s mounts the token: %+v", ann, c.Name, m)
 					}
 				}
 			}
