@@ -15,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"sigs.k8s.io/yaml"
+
+	"github.com/depends-on/depends-on/test/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -22,14 +24,11 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 // requestNamespace is the admission request's namespace for golden Pods that set none.
 const requestNamespace = "default"
 
-// testReadinessCA is a fixed PEM block (not a real certificate) for the goldens.
-const testReadinessCA = "-----BEGIN CERTIFICATE-----\ndGVzdCBDQQ==\n-----END CERTIFICATE-----\n"
-
 // goldenConfig is DefaultConfig with the readiness service installed.
 func goldenConfig() Config {
 	cfg := DefaultConfig()
-	cfg.ReadinessURL = "https://depends-on-readiness.depends-on-system.svc:443"
-	cfg.ReadinessCA = testReadinessCA
+	cfg.ReadinessURL = testutil.GoldenReadinessURL
+	cfg.ReadinessCA = testutil.GoldenReadinessCA
 	return cfg
 }
 

@@ -290,6 +290,8 @@ func readinessTokenVolume() *corev1.Volume {
 			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
 				Audience: ReadinessAudience, ExpirationSeconds: ptr.To(ReadinessTokenSeconds), Path: "token",
 			}}},
+			// The API server's default, set here so that a reinvocation sees no difference.
+			DefaultMode: ptr.To[int32](0o644),
 		}},
 	}
 }
