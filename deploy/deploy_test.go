@@ -424,6 +424,22 @@ func TestNamespaceSelector(t *testing.T) {
 	}
 }
 
+// The overlays that install the readiness service point the webhook at it;
+// the others leave --readiness-url unset (the object keys are then denied).
+func TestReadinessURLFlag(t *testing.T) {
+	const flag = "--readiness-url=https://" + deploy.ReadinessName + "." + deploy.Namespace + ".svc:443"
+	for name, r := range renderAll(t).overlays {
+		_, withService := r.find("Service", deploy.ReadinessName)
+		var args []string
+		for _, c := range deployment(t, r).Spec.Template.Spec.Containers {
+			args = append(args, c.Args...)
+		}
+		if got := slices.Contains(args, flag); got != withService {
+			t.Errorf("%s: readiness Service rendered %v, webhook args %q (want %s only with it)", name, withService, args, flag)
+		}
+	}
+}
+
 func TestCertManagerOverlay(t *testing.T) {
 	r := renderAll(t).overlays["cert-manager"]
 	cfg := webhookConfig(t, r)

@@ -36,14 +36,15 @@ const (
 
 // userKeys are the keys users may write, in the order their targets are checked
 // and listed (the order is part of the deterministic output).
-var userKeys = []string{AnnotationServices, AnnotationTCP, AnnotationHTTP, AnnotationFetch, AnnotationTimeout}
+var userKeys = []string{AnnotationServices, AnnotationTCP, AnnotationHTTP,
+	AnnotationJobs, AnnotationWorkloads, AnnotationEndpoints, AnnotationFetch, AnnotationTimeout}
 
 var annotationsPath = field.NewPath("metadata", "annotations")
 
 // Spec is what a Pod's annotations ask for, validated.
 type Spec struct {
-	// Waits are the readiness targets, in annotation order (services, tcp, http),
-	// then in the order the user wrote them. Exact duplicates are listed once.
+	// Waits are the readiness targets, in annotation order (services, tcp, http,
+	// jobs, workloads, endpoints), then in the order the user wrote them. Exact duplicates are listed once.
 	Waits []Target
 	// Fetches are the files downloaded into the shared volume, in written order.
 	Fetches []Fetch
@@ -84,13 +85,16 @@ type ParseOptions struct {
 	ClusterDomain string
 	// Limits bound what one Pod may ask for; zero fields take the defaults.
 	Limits Limits
+	// Readiness says the readiness service is installed (Config.ReadinessURL is
+	// set); without it the object keys (jobs, workloads, endpoints) are denied.
+	Readiness bool
 }
 
 // The default Limits. Every Pod's annotations are parsed within the admission
 // timeout, and all its waits run in one container with a 64Mi memory limit:
 // 100 http targets peak at a few MiB of RSS there, 1,500 exceeded the limit.
 const (
-	// DefaultMaxWaits caps the entries of services, tcp and http together.
+	// DefaultMaxWaits caps the entries of services, tcp, http and the object keys together.
 	DefaultMaxWaits = 100
 	// DefaultMaxFetches caps the entries of depends-on.dev/fetch (each is a mount
 	// in every app container, and a download of up to --fetch-size-limit).
@@ -107,7 +111,8 @@ const (
 // Limits bound the work and memory one Pod can ask for, in the webhook and in the
 // injected containers. Above them the Pod is denied, with a message naming the cap.
 type Limits struct {
-	// MaxWaits caps the entries of depends-on.dev/services, tcp and http together.
+	// MaxWaits caps the entries of depends-on.dev/services, tcp, http, jobs,
+	// workloads and endpoints together.
 	MaxWaits int
 	// MaxFetches caps the entries of depends-on.dev/fetch.
 	MaxFetches int
@@ -163,10 +168,17 @@ func Parse(annotations map[string]string, opts ParseOptions) (*Spec, field.Error
 	// listed by key, in userKeys order.
 	lists := map[string][]string{}
 	keyErrs := map[string]field.ErrorList{}
+	if !opts.Readiness {
+		for _, key := range ObjectKeys {
+			if value, ok := annotations[key]; ok {
+				keyErrs[key] = field.ErrorList{objectKeyUnavailable(key, value)}
+			}
+		}
+	}
 	waits := 0
 	for _, key := range userKeys {
 		value, ok := annotations[key]
-		if !ok {
+		if !ok || keyErrs[key] != nil {
 			continue
 		}
 		p := annotationsPath.Key(key)
@@ -200,20 +212,20 @@ func Parse(annotations map[string]string, opts ParseOptions) (*Spec, field.Error
 		lists[key] = entries
 	}
 	if waits > lim.MaxWaits {
-		for _, key := range []string{AnnotationServices, AnnotationTCP, AnnotationHTTP} {
+		for _, key := range []string{AnnotationServices, AnnotationTCP, AnnotationHTTP, AnnotationJobs, AnnotationWorkloads, AnnotationEndpoints} {
 			if n := len(lists[key]); n > 0 {
 				keyErrs[key] = append(keyErrs[key], field.Invalid(annotationsPath.Key(key), fmt.Sprintf("%d entries", n), fmt.Sprintf(
-					"too many wait targets: %s, tcp and http list %d together, at most %d per Pod", AnnotationServices, waits, lim.MaxWaits)))
+					"too many wait targets: %s, tcp, http, jobs, workloads and endpoints list %d together, at most %d per Pod", AnnotationServices, waits, lim.MaxWaits)))
 				delete(lists, key)
 			}
 		}
 	}
 
 	seen := map[string]bool{}
-	addWait := func(key, entry string, t *target.Target) {
-		if !seen[t.Arg] {
-			seen[t.Arg] = true
-			spec.Waits = append(spec.Waits, Target{Annotation: key, Entry: entry, Arg: t.Arg})
+	addWait := func(key, entry string, arg string) {
+		if !seen[arg] {
+			seen[arg] = true
+			spec.Waits = append(spec.Waits, Target{Annotation: key, Entry: entry, Arg: arg})
 		}
 	}
 	var fetched pathTree
@@ -232,21 +244,28 @@ func Parse(annotations map[string]string, opts ParseOptions) (*Spec, field.Error
 					errs = append(errs, field.Invalid(p, shorten(entry), err.Error()))
 					continue
 				}
-				addWait(key, entry, t)
+				addWait(key, entry, t.Arg)
 			case AnnotationTCP:
 				t, err := parseTCP(entry)
 				if err != nil {
 					errs = append(errs, field.Invalid(p, shorten(entry), err.Error()))
 					continue
 				}
-				addWait(key, entry, t)
+				addWait(key, entry, t.Arg)
 			case AnnotationHTTP:
 				t, err := parseHTTP(entry)
 				if err != nil {
 					errs = append(errs, field.Invalid(p, shorten(entry), err.Error()))
 					continue
 				}
-				addWait(key, entry, t)
+				addWait(key, entry, t.Arg)
+			case AnnotationJobs, AnnotationWorkloads, AnnotationEndpoints:
+				arg, err := parseObjectEntry(key, entry, opts)
+				if err != nil {
+					errs = append(errs, field.Invalid(p, shorten(entry), err.Error()))
+					continue
+				}
+				addWait(key, entry, arg)
 			case AnnotationFetch:
 				f, err := parseFetch(entry, len(spec.Fetches))
 				if err != nil {
@@ -269,7 +288,7 @@ func Parse(annotations map[string]string, opts ParseOptions) (*Spec, field.Error
 
 	if spec.HasTimeout && len(errs) == 0 && spec.Empty() {
 		errs = append(errs, field.Invalid(annotationsPath.Key(AnnotationTimeout), annotations[AnnotationTimeout],
-			"a timeout needs something to wait for: add depends-on.dev/services, tcp, http or fetch"))
+			"a timeout needs something to wait for: add depends-on.dev/services, tcp, http, jobs, workloads, endpoints or fetch"))
 	}
 	return spec, errs
 }

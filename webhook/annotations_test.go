@@ -11,7 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-var parseOpts = ParseOptions{Namespace: "shop", ClusterDomain: "cluster.local"}
+var parseOpts = ParseOptions{Namespace: "shop", ClusterDomain: "cluster.local", Readiness: true}
 
 func args(s *Spec) []string {
 	var out []string

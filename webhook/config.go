@@ -1,8 +1,10 @@
 package webhook
 
 import (
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -22,6 +24,18 @@ const (
 	FetchDir = "/depends-on/fetch"
 	// WaitCommand is the binary's path in the wait-for-service image.
 	WaitCommand = "/wait-for-service"
+	// ReadinessTokenVolumeName is the projected ServiceAccount token volume the
+	// wait container authenticates to the readiness service with (object keys).
+	ReadinessTokenVolumeName = "depends-on-readiness-token"
+	// ReadinessTokenDir is where the wait container mounts it, read-only.
+	ReadinessTokenDir = "/var/run/secrets/depends-on.dev/readiness"
+	// ReadinessAudience is the token's audience, which the readiness service requires.
+	ReadinessAudience = "depends-on.dev/readiness"
+	// ReadinessTokenSeconds is the token's lifetime; the kubelet rotates it.
+	ReadinessTokenSeconds int64 = 600
+	// EnvReadinessCA holds the PEM CA certificates of the readiness service's
+	// serving certificate, in the wait container.
+	EnvReadinessCA = "DEPENDS_ON_READINESS_CA"
 	// RunAsUser is the non-root user the injected containers run as (distroless "nonroot").
 	RunAsUser int64 = 65532
 )
@@ -41,6 +55,12 @@ type Config struct {
 	// Limits bound what one Pod may ask for; zero fields take the defaults
 	// (DefaultMaxWaits, DefaultMaxFetches, DefaultMaxValueBytes).
 	Limits Limits
+	// ReadinessURL is the https URL of the readiness service; empty means it is
+	// not installed, and the object keys (jobs, workloads, endpoints) are denied.
+	ReadinessURL string
+	// ReadinessCA is the PEM of the CA certificates that sign its serving
+	// certificate, given to the wait container; empty: the system's roots.
+	ReadinessCA string
 }
 
 // WaitImageName is the name (without tag) of the wait-for-service image; the
@@ -78,6 +98,16 @@ func (c *Config) Validate() error {
 	// The rule wait-for-service applies to the names built on it.
 	if err := target.CheckDNSName(c.ClusterDomain); err != nil {
 		errs = append(errs, fmt.Errorf("cluster domain %q is not a DNS domain: %w", c.ClusterDomain, err))
+	}
+	if c.ReadinessURL != "" {
+		if u, err := url.Parse(c.ReadinessURL); err != nil || u.Scheme != "https" || u.Hostname() == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			errs = append(errs, fmt.Errorf("readiness URL %q: want https://HOST[:PORT][/PATH]", c.ReadinessURL))
+		}
+	}
+	if c.ReadinessCA != "" {
+		if b, _ := pem.Decode([]byte(c.ReadinessCA)); b == nil || b.Type != "CERTIFICATE" {
+			errs = append(errs, errors.New("readiness CA holds no PEM certificate"))
+		}
 	}
 	if c.Limits.MaxWaits < 0 || c.Limits.MaxFetches < 0 || c.Limits.MaxValueBytes < 0 {
 		errs = append(errs, fmt.Errorf("limits %+v must not be negative", c.Limits))

@@ -28,6 +28,7 @@ func (in *Injector) buildTemplates() error {
 	for _, c := range []corev1.Container{
 		in.container(WaitContainerName, []string{argsPlaceholder}),
 		in.fetchContainer([]string{argsPlaceholder}),
+		in.readinessContainer(WaitContainerName, []string{argsPlaceholder}),
 	} {
 		raw, err := json.Marshal(c)
 		if err != nil {
@@ -38,7 +39,7 @@ func (in *Injector) buildTemplates() error {
 			return fmt.Errorf("encode the %s container: no single args value in %s", c.Name, raw)
 		}
 		i := bytes.Index(raw, hole)
-		in.templates[c.Name] = containerTemplate{
+		in.templates[templateKey(&c)] = containerTemplate{
 			prefix: raw[:i+len(`"args":`)],
 			suffix: raw[i+len(hole):],
 		}
@@ -50,7 +51,7 @@ func (in *Injector) buildTemplates() error {
 // it: byte for byte what json.Marshal(c) returns (TestContainerJSON), from the
 // template of its name and its args.
 func (in *Injector) containerJSON(c *corev1.Container) (json.RawMessage, error) {
-	t, ok := in.templates[c.Name]
+	t, ok := in.templates[templateKey(c)]
 	if !ok || len(c.Args) == 0 { // no args: the field is omitted
 		return json.Marshal(c)
 	}
@@ -61,6 +62,15 @@ func (in *Injector) containerJSON(c *corev1.Container) (json.RawMessage, error) 
 	out := make([]byte, 0, len(t.prefix)+len(args)+len(t.suffix))
 	out = append(append(append(out, t.prefix...), args...), t.suffix...)
 	return out, nil
+}
+
+// templateKey names the template of c: its name, and for the wait container
+// whether it has the readiness mount (readinessContainer).
+func templateKey(c *corev1.Container) string {
+	if len(c.VolumeMounts) > 0 && c.Name == WaitContainerName {
+		return c.Name + "+readiness"
+	}
+	return c.Name
 }
 
 // containersJSON encodes a list of injected containers as a JSON array.

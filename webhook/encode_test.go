@@ -17,7 +17,9 @@ func TestContainerJSON(t *testing.T) {
 	noCPULimit.WaitImage = `registry.example.com:5000/a&b/<wfs>:"1"`
 	delete(noCPULimit.Resources.Limits, corev1.ResourceCPU)
 	noCPULimit.FetchSizeLimit = resource.MustParse("1Gi")
-	for _, cfg := range []Config{DefaultConfig(), noCPULimit} {
+	noCA := goldenConfig()
+	noCA.ReadinessCA = ""
+	for _, cfg := range []Config{DefaultConfig(), noCPULimit, goldenConfig(), noCA} {
 		in, err := NewInjector(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -26,7 +28,7 @@ func TestContainerJSON(t *testing.T) {
 			nil, {}, {"dns:a."}, {"--timeout=1m30s", "tcp:mydb.shop.svc.cluster.local.:5432", "http://x/?a=1&b=<2>"},
 			{`"quoted"`, "é\u2028\x00", argsPlaceholder, `"args":["x"]`},
 		} {
-			for _, c := range []corev1.Container{in.container(WaitContainerName, args), in.fetchContainer(args)} {
+			for _, c := range []corev1.Container{in.container(WaitContainerName, args), in.fetchContainer(args), in.readinessContainer(WaitContainerName, args)} {
 				want, err := json.Marshal(c)
 				if err != nil {
 					t.Fatal(err)

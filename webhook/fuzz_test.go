@@ -104,14 +104,15 @@ func FuzzPatch(f *testing.F) {
 func FuzzArgs(f *testing.F) {
 	for _, s := range []string{"mydb:5432, myservice", "db.example.com:1, [::1]:2, 10.0.0.1:3", "http://myapi:/healthz",
 		"http://b:?", "/a=http://h:/", "/aab=https://a:?0", "http://h:8080/x?a=b", "/etc/a=https://h/?x=1, /b/c=http://h/",
-		"a:+80", "a:080", "256.1.1.1:80", "1.2.3:4", "s.ns", "HTTP://H/"} {
+		"a:+80", "a:080", "256.1.1.1:80", "1.2.3:4", "s.ns", "HTTP://H/", "migrate, db.migrate.x", "Deployment/api, sts/x",
+		"db:5432, dns.kube-system:dns-tcp", "db:05432"} {
 		for k := range len(userKeys) - 1 { // not the timeout
 			f.Add(uint8(k), s, "shop", "cluster.local")
 		}
 	}
 	f.Add(uint8(0), "s", strings.Repeat("n", 63), strings.Repeat("d", 61)+"."+strings.Repeat("e", 61))
 	f.Fuzz(func(t *testing.T, k uint8, value, namespace, domain string) {
-		cfg := DefaultConfig()
+		cfg := goldenConfig()
 		cfg.ClusterDomain = domain
 		in, err := NewInjector(cfg)
 		if err != nil {
@@ -131,7 +132,8 @@ func FuzzArgs(f *testing.F) {
 			}
 			args := c.Args
 			for len(args) > 0 && strings.HasPrefix(args[0], "--") {
-				if !strings.HasPrefix(args[0], "--timeout=") && !strings.HasPrefix(args[0], "--max-bytes=") {
+				if !strings.HasPrefix(args[0], "--timeout=") && !strings.HasPrefix(args[0], "--max-bytes=") &&
+					args[0] != "--readiness-url="+cfg.ReadinessURL && args[0] != "--readiness-token-file="+ReadinessTokenDir+"/token" {
 					t.Fatalf("unexpected flag %q", args[0])
 				}
 				args = args[1:]

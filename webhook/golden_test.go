@@ -15,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"sigs.k8s.io/yaml"
+
+	"github.com/depends-on/depends-on/test/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -22,9 +24,17 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 // requestNamespace is the admission request's namespace for golden Pods that set none.
 const requestNamespace = "default"
 
+// goldenConfig is DefaultConfig with the readiness service installed.
+func goldenConfig() Config {
+	cfg := DefaultConfig()
+	cfg.ReadinessURL = testutil.GoldenReadinessURL
+	cfg.ReadinessCA = testutil.GoldenReadinessCA
+	return cfg
+}
+
 func testInjector(t testing.TB) *Injector {
 	t.Helper()
-	in, err := NewInjector(DefaultConfig())
+	in, err := NewInjector(goldenConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

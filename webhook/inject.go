@@ -87,7 +87,8 @@ func (in *Injector) compute(pod *Pod, namespace string) (*result, error) {
 		namespace = pod.Namespace
 	}
 	base, prev, errs := strip(pod)
-	spec, perrs := Parse(base.Annotations, ParseOptions{Namespace: namespace, ClusterDomain: in.cfg.ClusterDomain, Limits: in.cfg.Limits})
+	spec, perrs := Parse(base.Annotations, ParseOptions{Namespace: namespace, ClusterDomain: in.cfg.ClusterDomain, Limits: in.cfg.Limits,
+		Readiness: in.cfg.ReadinessURL != ""})
 	cerrs := checkCollisions(base, spec)
 	cerrs = withoutRepeats(cerrs, errs) // strip may have denied the same reserved names
 	errs = append(append(errs, perrs...), cerrs...)
@@ -148,6 +149,13 @@ func checkCollisions(pod *Pod, spec *Spec) field.ErrorList {
 	for i, c := range pod.Spec.Containers {
 		check(field.NewPath("spec", "containers"), i, c.Name)
 	}
+	if spec.HasObjectWaits() {
+		for i, v := range pod.Spec.Volumes {
+			if v.Name == ReadinessTokenVolumeName {
+				errs = append(errs, reservedVolume(field.NewPath("spec", "volumes").Index(i), v.Name))
+			}
+		}
+	}
 	if len(spec.Fetches) == 0 {
 		return errs
 	}
@@ -173,10 +181,17 @@ func (in *Injector) apply(pod *Pod, spec *Spec) {
 	var injected []corev1.Container
 	if len(spec.Waits) > 0 {
 		args := timeoutArgs(timeout)
+		wait := in.container
+		if spec.HasObjectWaits() {
+			args = append(args, in.readinessArgs()...)
+			wait = in.readinessContainer
+			st.Volumes = append(st.Volumes, ReadinessTokenVolumeName)
+			pod.Spec.Volumes = append(pod.Spec.Volumes, Volume{Name: ReadinessTokenVolumeName, Whole: readinessTokenVolume()})
+		}
 		for _, t := range spec.Waits {
 			args = append(args, t.Arg)
 		}
-		injected = append(injected, in.container(WaitContainerName, args))
+		injected = append(injected, wait(WaitContainerName, args))
 		st.InitContainers = append(st.InitContainers, WaitContainerName)
 	}
 	if len(spec.Fetches) > 0 {
@@ -186,7 +201,7 @@ func (in *Injector) apply(pod *Pod, spec *Spec) {
 		}
 		injected = append(injected, in.fetchContainer(args))
 		st.InitContainers = append(st.InitContainers, FetchContainerName)
-		st.Volumes = []string{FetchVolumeName}
+		st.Volumes = append(st.Volumes, FetchVolumeName)
 
 		limit := in.cfg.FetchSizeLimit.DeepCopy()
 		pod.Spec.Volumes = append(pod.Spec.Volumes, Volume{Name: FetchVolumeName, Whole: &corev1.Volume{
@@ -246,6 +261,39 @@ func (in *Injector) fetchContainer(args []string) corev1.Container {
 	c := in.container(FetchContainerName, args)
 	c.VolumeMounts = []corev1.VolumeMount{{Name: FetchVolumeName, MountPath: FetchDir}}
 	return c
+}
+
+// readinessArgs are the wait container's flags for object targets.
+func (in *Injector) readinessArgs() []string {
+	return []string{"--readiness-url=" + in.cfg.ReadinessURL, "--readiness-token-file=" + ReadinessTokenDir + "/token"}
+}
+
+// readinessContainer is the wait container when it waits for objects: with
+// the readiness service's CA and the projected token (mounted here only: the
+// app containers get nothing new).
+func (in *Injector) readinessContainer(name string, args []string) corev1.Container {
+	c := in.container(name, args)
+	if in.cfg.ReadinessCA != "" {
+		c.Env = []corev1.EnvVar{{Name: EnvReadinessCA, Value: in.cfg.ReadinessCA}}
+	}
+	c.VolumeMounts = []corev1.VolumeMount{{Name: ReadinessTokenVolumeName, MountPath: ReadinessTokenDir, ReadOnly: true}}
+	return c
+}
+
+// readinessTokenVolume is the projected ServiceAccount token for the readiness
+// service: its own audience, so it is good for nothing else, and short-lived.
+// It works with automountServiceAccountToken: false.
+func readinessTokenVolume() *corev1.Volume {
+	return &corev1.Volume{
+		Name: ReadinessTokenVolumeName,
+		VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+				Audience: ReadinessAudience, ExpirationSeconds: ptr.To(ReadinessTokenSeconds), Path: "token",
+			}}},
+			// The API server's default, set here so that a reinvocation sees no difference.
+			DefaultMode: ptr.To[int32](0o644),
+		}},
+	}
 }
 
 func (in *Injector) container(name string, args []string) corev1.Container {

@@ -34,11 +34,12 @@ type Container struct {
 }
 
 // Volume is a volume as injection sees it: every volume's name, and the whole
-// volume only for the one named FetchVolumeName (injection compares and
+// volume only for the ones the webhook injects (injection compares and
 // removes only that one).
 type Volume struct {
 	Name string
-	// Whole is the volume in full when Name is FetchVolumeName, else nil.
+	// Whole is the volume in full when Name is one the webhook injects
+	// (FetchVolumeName, ReadinessTokenVolumeName), else nil.
 	Whole *corev1.Volume
 }
 
@@ -68,10 +69,16 @@ func PodFrom(p *corev1.Pod) *Pod {
 }
 
 func volumeOf(v *corev1.Volume) Volume {
-	if v.Name == FetchVolumeName {
+	if injectedVolumeName(v.Name) {
 		return Volume{Name: v.Name, Whole: v}
 	}
 	return Volume{Name: v.Name}
+}
+
+// injectedVolumeName reports whether name is one of the volumes the webhook
+// injects, which injection reads in full.
+func injectedVolumeName(name string) bool {
+	return name == FetchVolumeName || name == ReadinessTokenVolumeName
 }
 
 // DeepCopy returns a copy of p that shares nothing with it.

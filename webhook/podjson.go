@@ -136,7 +136,7 @@ func decodeVolumes(sc *scanner, out *[]Volume) bool {
 		}) {
 			return false
 		}
-		if v.Name == FetchVolumeName {
+		if injectedVolumeName(v.Name) {
 			v.Whole = &corev1.Volume{}
 			if json.Unmarshal(sc.d[start:sc.i], v.Whole) != nil {
 				return false

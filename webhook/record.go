@@ -36,9 +36,15 @@ func oursContainer(c *corev1.Container) bool {
 	return len(c.Command) == 1 && c.Command[0] == WaitCommand
 }
 
-// oursVolume reports whether v is the volume depends-on injected: an emptyDir
-// that the injected fetch container (one of fetchers) mounts at FetchDir.
+// oursVolume reports whether v is a volume depends-on injected: an emptyDir
+// that the injected fetch container (one of fetchers) mounts at FetchDir, or
+// the readiness token: a projected volume of one ServiceAccount token with
+// the readiness audience.
 func oursVolume(v *Volume, fetchers []*corev1.Container) bool {
+	if v.Name == ReadinessTokenVolumeName && v.Whole != nil && v.Whole.Projected != nil {
+		src := v.Whole.Projected.Sources
+		return len(src) == 1 && src[0].ServiceAccountToken != nil && src[0].ServiceAccountToken.Audience == ReadinessAudience
+	}
 	if v.Whole == nil || v.Whole.EmptyDir == nil {
 		return false
 	}
@@ -61,7 +67,7 @@ func readRecord(pod *Pod) (*Status, field.ErrorList) {
 	var st Status
 	// Only ever names we inject: a hand-edited record cannot claim others.
 	if len(raw) > maxRecordBytes || json.Unmarshal([]byte(raw), &st) != nil || st.Version != 1 ||
-		!subset(st.InitContainers, WaitContainerName, FetchContainerName) || !subset(st.Volumes, FetchVolumeName) {
+		!subset(st.InitContainers, WaitContainerName, FetchContainerName) || !subset(st.Volumes, FetchVolumeName, ReadinessTokenVolumeName) {
 		return nil, field.ErrorList{field.Invalid(annotationsPath.Key(AnnotationInjected), shorten(raw),
 			"not written by this webhook version; remove the annotation (and what it injected)")}
 	}
@@ -130,7 +136,11 @@ func reservedContainer(p *field.Path, name string) *field.Error {
 }
 
 func reservedVolume(p *field.Path, name string) *field.Error {
-	return field.Invalid(p.Child("name"), name, "name is reserved for the volume depends-on.dev/fetch injects; rename the volume")
+	what := "depends-on.dev/fetch"
+	if name == ReadinessTokenVolumeName {
+		what = "depends-on.dev/jobs, workloads and endpoints"
+	}
+	return field.Invalid(p.Child("name"), name, "name is reserved for the volume "+what+" injects; rename the volume")
 }
 
 // strip returns pod without what a previous call injected (a copy, if anything

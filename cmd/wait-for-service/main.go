@@ -50,6 +50,9 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, tu tu
 		maxBytes       = fs.Int64("max-bytes", 32<<20, "size limit of the body of each fetch: target, in `bytes`; a larger body fails at once")
 		dnsServer      = fs.String("dns-server", "", "use the DNS server at `host:port` (port 53 if omitted) instead of the system resolver")
 		showVersion    = fs.Bool("version", false, "print the version and exit")
+		// Object targets (object.go).
+		readinessURL       = fs.String("readiness-url", "", "ask the depends-on readiness service at this https `URL` about object targets")
+		readinessTokenFile = fs.String("readiness-token-file", "", "authenticate to the readiness service with the token in this `file`, read again before each request")
 	)
 	usageError := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "wait-for-service: "+format+"\n", a...)
@@ -87,6 +90,10 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, tu tu
 	}
 	log := newLogger(stderr)
 	targets, err := parseTargets(fs.Args())
+	var readiness *readinessConfig
+	if err == nil { // object targets need the readiness service (object.go)
+		readiness, err = newReadinessConfig(targets, *readinessURL, *readinessTokenFile, tu.readiness.getenv(envReadinessCA))
+	}
 	if err != nil {
 		if err := os.WriteFile(*terminationLog, []byte(truncate(oneLine(err.Error()), maxTerminationMessage)), 0o644); err != nil {
 			log.printf("cannot write termination log: %v", err)
@@ -99,6 +106,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, tu tu
 		maxBytes:       *maxBytes,
 		lookup:         newLookup(*dnsServer),
 		tuning:         tu,
+		readiness:      readiness,
 	}
 	return waitAll(ctx, cfg, targets, log)
 }
@@ -122,12 +130,17 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprint(w, `Usage: wait-for-service [flags] TARGET...
 
 Waits until every TARGET is ready, probing all of them in parallel with
-backoff, then exits 0. Exits 1 when --timeout expires (or a fetch fails for
-good) after writing a one-line summary of what was not ready to the
-termination log, and 2 on a usage error. Flags go before the targets.
+backoff, then exits 0. Exits 1 when --timeout expires (or a fetch or an
+object fails for good) after writing a one-line summary of what was not
+ready to the termination log, and 2 on a usage error. Flags go before the
+targets.
 
 Targets:
 `+target.Usage("  ")+`
+Object targets (job: ... endpoints:) ask the depends-on readiness service
+(--readiness-url, --readiness-token-file, and the CA certificates in PEM in
+$DEPENDS_ON_READINESS_CA; the system's roots when it is unset).
+
 Flags:
 `)
 	fs.VisitAll(func(f *flag.Flag) {

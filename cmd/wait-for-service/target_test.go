@@ -8,11 +8,14 @@ import (
 )
 
 // The grammar is tested in webhook/target; here: the binary probes every kind
-// it parses, and uses the package's rules.
+// it parses (object kinds: it asks the readiness service, object.go), and uses
+// the package's rules.
 
 func TestEveryKindHasAProbe(t *testing.T) {
 	examples := map[target.Kind]string{
 		target.DNS: "dns:a.test.", target.TCP: "tcp:127.0.0.1:1", target.HTTP: "http://127.0.0.1:1/", target.Fetch: "fetch:/x=http://127.0.0.1:1/",
+		target.Job: "job:a/b", target.Deployment: "deployment:a/b", target.StatefulSet: "statefulset:a/b",
+		target.DaemonSet: "daemonset:a/b", target.Endpoints: "endpoints:a/b:1",
 	}
 	cfg := &config{lookup: newLookup(""), tuning: defaultTuning(), maxBytes: 1}
 	for _, k := range target.Kinds() {
@@ -24,6 +27,13 @@ func TestEveryKindHasAProbe(t *testing.T) {
 		tg, err := target.Parse(arg)
 		if err != nil || tg.Kind != k {
 			t.Fatalf("Parse(%q) = %v, %v", arg, tg, err)
+		}
+		if k.IsObject() {
+			// waitAll sends it to waitObject, which needs the readiness service.
+			if rc, err := newReadinessConfig([]*target.Target{tg}, "", "", ""); err == nil || rc != nil {
+				t.Errorf("kind %s: object target accepted without the readiness service", k)
+			}
+			continue
 		}
 		func() {
 			defer func() {

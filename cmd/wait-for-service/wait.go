@@ -20,6 +20,7 @@ type config struct {
 	maxBytes       int64
 	lookup         lookupFunc
 	tuning         tuning
+	readiness      *readinessConfig // nil unless there are object targets (object.go)
 }
 
 func (c *config) userAgent() string { return "depends-on-wait-for-service/" + version }
@@ -38,6 +39,8 @@ type tuning struct {
 	fetchTimeout      time.Duration // one whole fetch, body included
 	maxRedirects      int
 	stillWaiting      time.Duration // period of the "still waiting for" lines
+
+	readiness readinessTuning // object targets (object.go)
 }
 
 func defaultTuning() tuning {
@@ -56,6 +59,7 @@ func defaultTuning() tuning {
 		fetchTimeout:   5 * time.Minute,
 		maxRedirects:   5,
 		stillWaiting:   10 * time.Second,
+		readiness:      defaultReadinessTuning(),
 	}
 }
 
@@ -117,6 +121,14 @@ func waitAll(ctx context.Context, cfg *config, targets []*target.Target, log *lo
 	for i, t := range targets {
 		st := &targetState{}
 		states[i] = st
+		if t.Kind.IsObject() { // long-polls the readiness service (object.go)
+			wg.Go(func() {
+				if err := waitObject(ctx, cfg, t, st, log, start); err != nil {
+					cancel(err)
+				}
+			})
+			continue
+		}
 		probe := newProbe(ctx, t, cfg)
 		wg.Go(func() {
 			if err := waitTarget(ctx, cfg, t, probe, st, log, start); err != nil {

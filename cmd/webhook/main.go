@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -84,6 +85,8 @@ func parseFlags(args []string, out io.Writer) (*cliOptions, error) {
 	config := webhook.BindConfigFlags(fs, defaultWaitImage())
 	inFlight := fs.String("max-in-flight-bytes", resource.NewQuantity(webhook.DefaultMaxInFlightBytes, resource.BinarySI).String(),
 		"bytes of AdmissionReview bodies handled at once; more wait up to 1s, then get 429 (bounds memory)")
+	readinessURL := fs.String("readiness-url", "", "https URL of the depends-on readiness service, which answers depends-on.dev/jobs, workloads and endpoints (empty: not installed, those keys are denied)")
+	readinessCAFile := fs.String("readiness-ca-file", "", "PEM file of the CA that signs the readiness service's certificate, given to the wait container (default with --readiness-url: <cert-dir>/ca.crt, the CA of both certificates); read at start-up")
 	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
 	o.zap.BindFlags(fs)
 
@@ -105,6 +108,20 @@ func parseFlags(args []string, out io.Writer) (*cliOptions, error) {
 		errs = append(errs, fmt.Errorf("--max-in-flight-bytes=%s: must be at least the largest request, %d bytes", *inFlight, webhook.DefaultMaxRequestBytes))
 	} else {
 		s.maxInFlightBytes = q.Value()
+	}
+	if *readinessURL != "" {
+		cfg.ReadinessURL = *readinessURL
+		file := *readinessCAFile
+		if file == "" {
+			file = filepath.Join(s.certDir, "ca.crt")
+		}
+		pem, err := os.ReadFile(file)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--readiness-ca-file: %w", err))
+		}
+		cfg.ReadinessCA = string(pem)
+	} else if *readinessCAFile != "" {
+		errs = append(errs, errors.New("--readiness-ca-file needs --readiness-url"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,6 +53,44 @@ func TestParseFlags(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"--fetch-size-limit=-1Mi"}, io.Discard); err == nil || !strings.Contains(err.Error(), "fetch size limit") {
 		t.Errorf("negative fetch size limit: %v", err)
+	}
+}
+
+func TestParseFlagsReadiness(t *testing.T) {
+	const ca = "-----BEGIN CERTIFICATE-----\ndGVzdCBDQQ==\n-----END CERTIFICATE-----\n"
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), []byte(ca), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(t.TempDir(), "other.pem")
+	if err := os.WriteFile(other, []byte(strings.ReplaceAll(ca, "dGVzdCBDQQ==", "b3RoZXI=")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Off by default: the object keys are denied.
+	o, err := parseFlags([]string{"--cert-dir=" + dir}, io.Discard)
+	if err != nil || o.server.injector.ReadinessURL != "" || o.server.injector.ReadinessCA != "" {
+		t.Fatalf("default: %+v, %v", o, err)
+	}
+	// The CA defaults to the cert dir's ca.crt.
+	o, err = parseFlags([]string{"--cert-dir=" + dir, "--readiness-url=https://r.test:443"}, io.Discard)
+	if err != nil || o.server.injector.ReadinessURL != "https://r.test:443" || o.server.injector.ReadinessCA != ca {
+		t.Fatalf("cert dir CA: %+v, %v", o, err)
+	}
+	o, err = parseFlags([]string{"--cert-dir=" + dir, "--readiness-url=https://r.test:443", "--readiness-ca-file=" + other}, io.Discard)
+	if err != nil || !strings.Contains(o.server.injector.ReadinessCA, "b3RoZXI=") {
+		t.Fatalf("--readiness-ca-file: %+v, %v", o, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--cert-dir=" + t.TempDir(), "--readiness-url=https://r.test"}, "ca.crt"},
+		{[]string{"--cert-dir=" + dir, "--readiness-url=http://r.test"}, "readiness URL"},
+		{[]string{"--readiness-ca-file=" + other}, "needs --readiness-url"},
+	} {
+		if _, err := parseFlags(tc.args, io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want an error containing %q", tc.args, err, tc.want)
+		}
 	}
 }
 

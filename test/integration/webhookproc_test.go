@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/depends-on/depends-on/test/testutil"
 	"github.com/depends-on/depends-on/webhook"
 )
 
@@ -79,6 +81,12 @@ func (w *webhookProcess) start() error {
 		w.mu.Unlock()
 		return err
 	}
+	caFile := filepath.Join(filepath.Dir(w.logPath), "readiness-ca.pem")
+	if err := os.WriteFile(caFile, []byte(testutil.GoldenReadinessCA), 0o600); err != nil {
+		logFile.Close()
+		w.mu.Unlock()
+		return err
+	}
 	cmd := exec.Command(w.bin,
 		"--host=127.0.0.1",
 		"--port="+strconv.Itoa(w.port),
@@ -90,6 +98,9 @@ func (w *webhookProcess) start() error {
 		"--shutdown-timeout=5s",
 		// The image the goldens were generated with (webhook.DefaultConfig).
 		"--wait-image="+webhook.DefaultWaitImage,
+		// The readiness settings of the goldens (testutil), so object keys are admitted.
+		"--readiness-url="+testutil.GoldenReadinessURL,
+		"--readiness-ca-file="+caFile,
 		"--zap-log-level=debug",
 	)
 	cmd.Args = append(cmd.Args, w.extraArgs...)

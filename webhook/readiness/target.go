@@ -5,7 +5,7 @@
 //
 // The pieces are small and separately testable:
 //
-//   - ParseTarget: the wire grammar of a target (`job:app/migrate`).
+//   - ParseTarget: a target (`job:app/migrate`), in webhook/target's grammar.
 //   - EvaluateJob, EvaluateDeployment, ...: pure readiness rules over typed objects.
 //   - TokenReviewAuthenticator: projected ServiceAccount tokens checked with TokenReview.
 //   - NamespaceAuthorizer: own namespace, or a namespace labelled depends-on.dev/shared=true.
@@ -17,10 +17,9 @@ package readiness
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/util/validation"
+	"github.com/depends-on/depends-on/webhook/target"
 )
 
 // Kind is the kind of object a target names, as spelled on the wire.
@@ -37,10 +36,6 @@ const (
 
 // Kinds lists every Kind in the order used by messages.
 var Kinds = []Kind{KindJob, KindDeployment, KindStatefulSet, KindDaemonSet, KindEndpoints}
-
-// maxTargetLen bounds the work done on a target string: a namespace (63), a
-// name (253), a port name (15) and separators fit well below it.
-const maxTargetLen = 400
 
 // Target is one object a Pod waits for.
 type Target struct {
@@ -74,63 +69,23 @@ func (t Target) Display(podNamespace string) string {
 	return s
 }
 
-// ParseTarget parses `KIND:NAMESPACE/NAME` or, for endpoints,
-// `endpoints:NAMESPACE/NAME[:PORT]`. Errors say which part is wrong and why.
+// ParseTarget parses an object target of the one grammar, webhook/target's
+// (the webhook builds the arguments with it and wait-for-service sends them as
+// parsed): KIND:NAMESPACE/NAME or endpoints:NAMESPACE/NAME[:PORT]. On the wire
+// only the canonical spelling (the kind in lower case) is accepted. Errors say
+// which part is wrong and why.
 func ParseTarget(s string) (Target, error) {
-	if len(s) > maxTargetLen {
-		return Target{}, fmt.Errorf("target is %d characters long, at most %d allowed", len(s), maxTargetLen)
+	if kind, _, _ := strings.Cut(s, ":"); !Kind(strings.ToLower(kind)).valid() {
+		return Target{}, fmt.Errorf("target %q: unknown kind %q, want one of %s", trim(s), trim(kind), kindList())
 	}
-	kind, rest, ok := strings.Cut(s, ":")
-	if !ok || rest == "" {
-		return Target{}, fmt.Errorf("target %q: want KIND:NAMESPACE/NAME with KIND one of %s", s, kindList())
+	t, err := target.Parse(s)
+	switch {
+	case err != nil:
+		return Target{}, fmt.Errorf("target %q: %v", trim(s), err)
+	case t.Name != s:
+		return Target{}, fmt.Errorf("target %q: write it %q", trim(s), t.Name)
 	}
-	t := Target{Kind: Kind(kind)}
-	if !t.Kind.valid() {
-		return Target{}, fmt.Errorf("target %q: unknown kind %q, want one of %s", s, kind, kindList())
-	}
-	ns, name, ok := strings.Cut(rest, "/")
-	if !ok {
-		return Target{}, fmt.Errorf("target %q: want %s:NAMESPACE/NAME", s, kind)
-	}
-	if t.Kind == KindEndpoints {
-		if n, port, ok := strings.Cut(name, ":"); ok {
-			name, t.Port = n, port
-			if err := validPort(port); err != nil {
-				return Target{}, fmt.Errorf("target %q: port %q: %v", s, port, err)
-			}
-		}
-	}
-	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-		return Target{}, fmt.Errorf("target %q: namespace %q: %s", s, ns, strings.Join(errs, "; "))
-	}
-	var errs []string
-	if t.Kind == KindEndpoints {
-		errs = validation.IsDNS1035Label(name) // a Service name
-	} else {
-		errs = validation.IsDNS1123Subdomain(name)
-	}
-	if len(errs) > 0 {
-		return Target{}, fmt.Errorf("target %q: name %q: %s", s, name, strings.Join(errs, "; "))
-	}
-	t.Namespace, t.Name = ns, name
-	return t, nil
-}
-
-func validPort(p string) error {
-	if p == "" {
-		return fmt.Errorf("empty")
-	}
-	if p[0] >= '0' && p[0] <= '9' {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != p {
-			return fmt.Errorf("want a number 1-65535 or a port name")
-		}
-		return nil
-	}
-	if errs := validation.IsValidPortName(p); len(errs) > 0 {
-		return fmt.Errorf("%s", strings.Join(errs, "; "))
-	}
-	return nil
+	return Target{Kind: Kind(t.Kind.String()), Namespace: t.Namespace, Name: t.Object, Port: t.ObjectPort}, nil
 }
 
 func (k Kind) valid() bool {
@@ -140,6 +95,14 @@ func (k Kind) valid() bool {
 		}
 	}
 	return false
+}
+
+// trim shortens what an error quotes of a long target.
+func trim(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
 }
 
 func kindList() string {

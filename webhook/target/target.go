@@ -32,7 +32,17 @@ const (
 	TCP
 	HTTP
 	Fetch
+	// The object kinds, answered by the depends-on readiness service (see
+	// object.go): KIND:NAMESPACE/NAME, and endpoints:NAMESPACE/NAME[:PORT].
+	Job
+	Deployment
+	StatefulSet
+	DaemonSet
+	Endpoints
 )
+
+// IsObject reports whether k names a Kubernetes object (Job ... Endpoints).
+func (k Kind) IsObject() bool { return k >= Job && k <= Endpoints }
 
 // String returns the kind's name as its prefix spells it: dns, tcp, http, fetch.
 func (k Kind) String() string {
@@ -68,6 +78,13 @@ type Target struct {
 	URL *url.URL
 	// Dest is the cleaned absolute path a Fetch target writes.
 	Dest string
+	// Namespace and Object name the object of an object kind; for them Name
+	// is the canonical argument (the kind in lower case), which is also what
+	// the readiness service's /v1/wait is asked.
+	Namespace, Object string
+	// ObjectPort is the optional port of an Endpoints target: a number or a
+	// port name, as written.
+	ObjectPort string
 }
 
 // String returns the argument.
@@ -146,6 +163,11 @@ var kinds = []kindDef{
 			return &Target{Kind: Fetch, Arg: arg, Name: "fetch:" + dest + "=" + redact(rawURL, u), URL: u, Dest: path.Clean(dest)}, nil
 		},
 	},
+	objectKind(Job, "job", "ready when the Job has completed; fails at once when\nit has failed"),
+	objectKind(Deployment, "deployment", "ready when the Deployment is Available and rolled out"),
+	objectKind(StatefulSet, "statefulset", "ready when the StatefulSet's replicas are ready and\nup to date"),
+	objectKind(DaemonSet, "daemonset", "ready when the DaemonSet's Pods are ready and up to date"),
+	objectKind(Endpoints, "endpoints", "ready when the Service has a ready endpoint (for PORT,\na number or a port name, when given)"),
 }
 
 // Parse parses one TARGET argument:
@@ -154,6 +176,8 @@ var kinds = []kindDef{
 //	tcp:HOST:PORT        (HOST: name, IPv4 or [IPv6])
 //	http://...  https://...
 //	fetch:/abs/dest=URL  (URL: http or https)
+//	job:NAMESPACE/NAME   (and deployment:, statefulset:, daemonset:)
+//	endpoints:NAMESPACE/NAME[:PORT]
 func Parse(arg string) (*Target, error) {
 	for i := range kinds {
 		d := &kinds[i]
@@ -261,6 +285,26 @@ func NewFetch(dest, rawURL string) (*Target, error) {
 		return nil, fmt.Errorf("destination %q must not contain =http:// or =https://", dest)
 	}
 	return build(Fetch, "fetch:"+dest+"="+rawURL)
+}
+
+// NewObject returns the target that waits for the object namespace/name of
+// kind k (Job ... Endpoints); port, for Endpoints only, may be empty.
+func NewObject(k Kind, namespace, name, port string) (*Target, error) {
+	if !k.IsObject() {
+		return nil, fmt.Errorf("%s is not an object kind", k)
+	}
+	if port != "" && k != Endpoints {
+		return nil, fmt.Errorf("a %s target has no port", k)
+	}
+	arg := k.String() + ":" + namespace + "/" + name
+	if port != "" {
+		arg += ":" + port
+	}
+	t, err := build(k, arg)
+	if err == nil && (t.Namespace != namespace || t.Object != name || t.ObjectPort != port) {
+		return nil, fmt.Errorf("namespace %q, name %q and port %q do not form a %s target", namespace, name, port, k)
+	}
+	return t, err
 }
 
 // build parses arg, which a constructor formatted, and checks its kind.

@@ -85,7 +85,7 @@ func TestParseInvalid(t *testing.T) {
 		arg     string
 		wantErr string
 	}{
-		{"", "unknown target type (want dns:, tcp:, http://, https:// or fetch:)"},
+		{"", "unknown target type (want dns:, tcp:, http://, https://, fetch:, job:, deployment:, statefulset:, daemonset: or endpoints:)"},
 		{"myservice:80", "unknown target type"},
 		{"udp:1.2.3.4:53", "unknown target type"},
 		{"--timeout=5s", "unknown target type"},
@@ -237,6 +237,8 @@ func TestUsage(t *testing.T) {
 		"  dns:NAME             ready when NAME resolves (A or AAAA record)\n",
 		"  http://URL\n  https://URL          ready on a 2xx answer",
 		"  fetch:/ABS/PATH=URL  GET the http(s) URL",
+		"  job:NS/NAME          ready when the Job has completed; fails at once when\n                       it has failed\n",
+		"  endpoints:NS/NAME\n  endpoints:NS/NAME:PORT ready when the Service has a ready endpoint",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("Usage lacks %q:\n%s", want, got)
@@ -245,7 +247,8 @@ func TestUsage(t *testing.T) {
 }
 
 func TestKindString(t *testing.T) {
-	for k, want := range map[Kind]string{DNS: "dns", TCP: "tcp", HTTP: "http", Fetch: "fetch", 0: "Kind(0)"} {
+	for k, want := range map[Kind]string{DNS: "dns", TCP: "tcp", HTTP: "http", Fetch: "fetch", Job: "job", Deployment: "deployment",
+		StatefulSet: "statefulset", DaemonSet: "daemonset", Endpoints: "endpoints", 0: "Kind(0)"} {
 		if k.String() != want {
 			t.Errorf("%d: %q, want %q", int(k), k.String(), want)
 		}
@@ -256,7 +259,7 @@ func TestKindString(t *testing.T) {
 // parsed fields' constructor (the webhook builds arguments that way).
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{"dns:a.b.", "tcp:h:1", "tcp:[::1]:2", "http://h:1/x", "https://u:p@h/", "fetch:/a=http://h/",
-		"fetch:/a=b=https://h/?c=d", "http://h:/", "tcp:1.2.3:4"} {
+		"fetch:/a=b=https://h/?c=d", "http://h:/", "tcp:1.2.3:4", "job:a/b", "Endpoints:a/b:c", "endpoints:a/b:1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, arg string) {
@@ -274,6 +277,11 @@ func FuzzParse(f *testing.F) {
 			again, err = NewHTTP(tg.Arg)
 		case Fetch:
 			again, err = Parse(tg.Arg)
+		default:
+			if !tg.Kind.IsObject() {
+				t.Fatalf("%q: unexpected kind %s", arg, tg.Kind)
+			}
+			again, err = NewObject(tg.Kind, tg.Namespace, tg.Object, tg.ObjectPort)
 		}
 		if err != nil {
 			t.Fatalf("%q parses, but its constructor fails: %v", arg, err)
