@@ -64,7 +64,7 @@ const ChartDir = "chart/depends-on"
 // manifests holds the kustomization trees and the chart. Explicit patterns:
 // own-certs/generated (private keys, git-ignored) must never be compiled in.
 //
-//go:embed base/*.yaml cert-manager/*.yaml readiness/*.yaml self-signed/*.yaml own-certs/kustomization.yaml all:chart/depends-on
+//go:embed base/*.yaml cert-manager/*.yaml readiness/*.yaml readiness/webhook-flag/*.yaml self-signed/*.yaml own-certs/kustomization.yaml all:chart/depends-on
 var manifests embed.FS
 
 // Manifests returns the embedded deploy/ tree (without own-certs/generated).
