@@ -126,6 +126,10 @@ func parseFlags(args []string, out io.Writer) (*cliOptions, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	// The readiness settings come after the shared flags' own validation.
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	s.injector = cfg
 	return o, nil
 }
