@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -15,8 +16,14 @@ import (
 // same flags and defaults. waitImage is the binary's default image. The
 // returned func, called after fs.Parse, gives the validated Config; its error
 // names every bad flag.
-func BindConfigFlags(fs *flag.FlagSet, waitImage string) func() (Config, error) {
+//
+// --readiness-url and --readiness-ca-file point object waits at the readiness
+// service; defaultCAFile, if set, gives the CA file when --readiness-url is set
+// without --readiness-ca-file (the webhook: <cert-dir>/ca.crt).
+func BindConfigFlags(fs *flag.FlagSet, waitImage string, defaultCAFile func() string) func() (Config, error) {
 	def := DefaultConfig()
+	readinessURL := fs.String("readiness-url", "", "https URL of the depends-on readiness service, which answers depends-on.dev/jobs, workloads and endpoints (empty: not installed, those keys are denied)")
+	readinessCAFile := fs.String("readiness-ca-file", "", "PEM file of the CA that signs the readiness service's certificate, given to the wait container (the webhook's default with --readiness-url: <cert-dir>/ca.crt); read at start-up")
 	img := fs.String("wait-image", waitImage, "image of the injected wait-for-service and fetch containers")
 	domain := fs.String("cluster-domain", def.ClusterDomain, "the cluster's DNS domain, for Service names")
 	timeout := fs.Duration("default-timeout", def.DefaultTimeout, "timeout of Pods that set no depends-on.dev/timeout (0 waits forever)")
@@ -48,6 +55,22 @@ func BindConfigFlags(fs *flag.FlagSet, waitImage string) func() (Config, error) 
 			cfg.Resources.Limits[corev1.ResourceCPU] = quantity("wait-cpu-limit", *cpuLim)
 		}
 		cfg.FetchSizeLimit = quantity("fetch-size-limit", *fetchLimit)
+		if *readinessURL != "" {
+			cfg.ReadinessURL = *readinessURL
+			file := *readinessCAFile
+			if file == "" && defaultCAFile != nil {
+				file = defaultCAFile()
+			}
+			if file == "" {
+				errs = append(errs, errors.New("--readiness-url needs --readiness-ca-file"))
+			} else if pem, err := os.ReadFile(file); err != nil {
+				errs = append(errs, fmt.Errorf("--readiness-ca-file: %w", err))
+			} else {
+				cfg.ReadinessCA = string(pem)
+			}
+		} else if *readinessCAFile != "" {
+			errs = append(errs, errors.New("--readiness-ca-file needs --readiness-url"))
+		}
 		if err := errors.Join(errs...); err != nil {
 			return Config{}, err
 		}

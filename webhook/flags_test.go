@@ -14,7 +14,7 @@ func TestBindConfigFlags(t *testing.T) {
 	parse := func(args ...string) (Config, error) {
 		fs := flag.NewFlagSet("t", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
-		config := BindConfigFlags(fs, "img:1")
+		config := BindConfigFlags(fs, "img:1", nil)
 		if err := fs.Parse(args); err != nil {
 			t.Fatal(err)
 		}

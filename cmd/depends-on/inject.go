@@ -23,7 +23,7 @@ type injectorFlags struct {
 
 func bindInjectorFlags(fs *flag.FlagSet) *injectorFlags {
 	return &injectorFlags{
-		config:    webhook.BindConfigFlags(fs, defaultWaitImage()),
+		config:    webhook.BindConfigFlags(fs, defaultWaitImage(), nil),
 		namespace: fs.String("namespace", "default", "namespace of objects that set no metadata.namespace (the webhook uses the request's)"),
 	}
 }

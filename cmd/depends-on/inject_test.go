@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -66,21 +67,21 @@ func TestInjectGoldens(t *testing.T) {
 	for _, g := range testutil.Goldens(t, goldenDir) {
 		t.Run(g.Name, func(t *testing.T) {
 			want := readFile(t, g.Injected)
-			code, got, stderr := runArgs(t, nil, "inject", "-f", g.Input)
+			code, got, stderr := runArgs(t, nil, append([]string{"inject", "-f", g.Input}, goldenFlags(t)...)...)
 			if code != exitOK || got != want {
 				t.Fatalf("inject -f %s: code %d, stderr %q, stdout differs from %s:\n%s", g.Input, code, stderr, g.Injected, got)
 			}
-			if code, got, _ := runStdin(t, readFile(t, g.Input), "inject", "-f", "-"); code != exitOK || got != want {
+			if code, got, _ := runStdin(t, readFile(t, g.Input), append([]string{"inject", "-f", "-"}, goldenFlags(t)...)...); code != exitOK || got != want {
 				t.Errorf("inject -f - differs from the file's output:\n%s", got)
 			}
-			if code, again, stderr := runStdin(t, got, "inject", "-f", "-"); code != exitOK || again != got {
+			if code, again, stderr := runStdin(t, got, append([]string{"inject", "-f", "-"}, goldenFlags(t)...)...); code != exitOK || again != got {
 				t.Errorf("inject of the output is not the output: code %d, stderr %q:\n%s", code, stderr, again)
 			}
 			asJSON, err := yaml.YAMLToJSON([]byte(readFile(t, g.Input)))
 			if err != nil {
 				t.Fatal(err)
 			}
-			code, gotJSON, stderr := runStdin(t, string(asJSON), "inject", "-f", "-")
+			code, gotJSON, stderr := runStdin(t, string(asJSON), append([]string{"inject", "-f", "-"}, goldenFlags(t)...)...)
 			if code != exitOK || !json.Valid([]byte(gotJSON)) || !reflect.DeepEqual(object(t, gotJSON), object(t, want)) {
 				t.Errorf("JSON input: code %d, stderr %q, got:\n%s", code, stderr, gotJSON)
 			}
@@ -143,11 +144,11 @@ func TestInjectWorkloads(t *testing.T) {
 			docs = append(docs, toYAML(t, list))
 			wants = append(wants, toYAML(t, map[string]any{"apiVersion": "v1", "kind": "List", "items": wantItems}))
 
-			code, out, stderr := runStdin(t, strings.Join(docs, "---\n"), "inject", "-f", "-")
+			code, out, stderr := runStdin(t, strings.Join(docs, "---\n"), append([]string{"inject", "-f", "-"}, goldenFlags(t)...)...)
 			if code != exitOK {
 				t.Fatalf("code %d: %s", code, stderr)
 			}
-			got := strings.Split(out, "---\n")
+			got := docSeparator.Split(out, -1)
 			if len(got) != len(wants) {
 				t.Fatalf("%d documents out, want %d:\n%s", len(got), len(wants), out)
 			}
@@ -160,7 +161,7 @@ func TestInjectWorkloads(t *testing.T) {
 					t.Errorf("document %d is not in sigs.k8s.io/yaml's form:\n%s", i+1, got[i])
 				}
 			}
-			if code, again, _ := runStdin(t, out, "inject", "-f", "-"); code != exitOK || again != out {
+			if code, again, _ := runStdin(t, out, append([]string{"inject", "-f", "-"}, goldenFlags(t)...)...); code != exitOK || again != out {
 				t.Errorf("inject of the output is not the output:\n%s", again)
 			}
 		})
@@ -321,3 +322,18 @@ func TestInjectFlags(t *testing.T) {
 		t.Errorf("inject --help: %d %q", code, stderr)
 	}
 }
+
+// goldenFlags are the readiness settings webhook/testdata was generated with,
+// as flags: the goldens of object keys need them.
+func goldenFlags(t *testing.T) []string {
+	t.Helper()
+	ca := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(ca, []byte(testutil.GoldenReadinessCA), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--readiness-url=" + testutil.GoldenReadinessURL, "--readiness-ca-file=" + ca}
+}
+
+// docSeparator is a YAML document separator line (not "---" inside a value,
+// such as the end of a PEM block).
+var docSeparator = regexp.MustCompile(`(?m)^---\n`)

@@ -82,11 +82,9 @@ func parseFlags(args []string, out io.Writer) (*cliOptions, error) {
 	fs.DurationVar(&s.drainPeriod, "drain-period", 10*time.Second, "on SIGTERM, how long to keep serving while /readyz fails, so endpoints move away first")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 10*time.Second, "after draining, how long in-flight requests may take")
 
-	config := webhook.BindConfigFlags(fs, defaultWaitImage())
+	config := webhook.BindConfigFlags(fs, defaultWaitImage(), func() string { return filepath.Join(s.certDir, "ca.crt") })
 	inFlight := fs.String("max-in-flight-bytes", resource.NewQuantity(webhook.DefaultMaxInFlightBytes, resource.BinarySI).String(),
 		"bytes of AdmissionReview bodies handled at once; more wait up to 1s, then get 429 (bounds memory)")
-	readinessURL := fs.String("readiness-url", "", "https URL of the depends-on readiness service, which answers depends-on.dev/jobs, workloads and endpoints (empty: not installed, those keys are denied)")
-	readinessCAFile := fs.String("readiness-ca-file", "", "PEM file of the CA that signs the readiness service's certificate, given to the wait container (default with --readiness-url: <cert-dir>/ca.crt, the CA of both certificates); read at start-up")
 	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
 	o.zap.BindFlags(fs)
 
@@ -109,25 +107,7 @@ func parseFlags(args []string, out io.Writer) (*cliOptions, error) {
 	} else {
 		s.maxInFlightBytes = q.Value()
 	}
-	if *readinessURL != "" {
-		cfg.ReadinessURL = *readinessURL
-		file := *readinessCAFile
-		if file == "" {
-			file = filepath.Join(s.certDir, "ca.crt")
-		}
-		pem, err := os.ReadFile(file)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("--readiness-ca-file: %w", err))
-		}
-		cfg.ReadinessCA = string(pem)
-	} else if *readinessCAFile != "" {
-		errs = append(errs, errors.New("--readiness-ca-file needs --readiness-url"))
-	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	// The readiness settings come after the shared flags' own validation.
-	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	s.injector = cfg
