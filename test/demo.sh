@@ -18,6 +18,7 @@ NS="${DEMO_NAMESPACE:-default}"
 VERSION="${VERSION:-dev}"
 IMG="depends-on/webhook:$VERSION"
 WAIT_IMG="depends-on/wait-for-service:$VERSION"
+READINESS_IMG="depends-on/readiness:$VERSION"
 
 bold() { if [ -t 1 ]; then printf '\n\033[1m==> %s\033[0m\n' "$*"; else printf '\n==> %s\n' "$*"; fi; }
 say() { printf '    %s\n' "$*"; }
@@ -62,7 +63,7 @@ bold "Building the images $IMG and $WAIT_IMG (make docker-build, in the backgrou
 build_start=$(date +%s)
 (
 	rc=0
-	make --no-print-directory docker-build VERSION="$VERSION" IMG="$IMG" WAIT_IMG="$WAIT_IMG" >"$tmp/build.log" 2>&1 || rc=$?
+	make --no-print-directory docker-build VERSION="$VERSION" IMG="$IMG" WAIT_IMG="$WAIT_IMG" READINESS_IMG="$READINESS_IMG" >"$tmp/build.log" 2>&1 || rc=$?
 	echo "$(($(date +%s) - build_start))" >"$tmp/build.seconds"
 	exit "$rc"
 ) &
@@ -106,13 +107,13 @@ k -n cert-manager wait --for=condition=Available --timeout=5m \
 phase "wait for make docker-build, kind load"
 wait "$build_pid" || { tail -n 40 "$tmp/build.log"; die "make docker-build failed"; }
 say "make docker-build took $(cat "$tmp/build.seconds") s (while the cluster was created)"
-"$KIND" load docker-image --name "$CLUSTER" "$IMG" "$WAIT_IMG" >"$tmp/load.log" 2>&1 ||
+"$KIND" load docker-image --name "$CLUSTER" "$IMG" "$WAIT_IMG" "$READINESS_IMG" >"$tmp/load.log" 2>&1 ||
 	{ cat "$tmp/load.log"; die "kind load failed"; }
-say "$IMG $WAIT_IMG"
+say "$IMG $WAIT_IMG $READINESS_IMG"
 
 phase "depends-on install (until it injects)"
 bold "Installing depends-on (deploy/cert-manager, images $IMG and $WAIT_IMG)"
-go run ./deploy/render --image "$IMG" --wait-image "$WAIT_IMG" deploy/cert-manager >"$tmp/depends-on.yaml"
+go run ./deploy/render --image "$IMG" --image "depends-on/readiness=$READINESS_IMG" --wait-image "$WAIT_IMG" deploy/cert-manager >"$tmp/depends-on.yaml"
 existed=false
 k -n depends-on-system get deployment/depends-on-webhook >/dev/null 2>&1 && existed=true
 # cert-manager's webhook may need a few more seconds before it admits Issuers and Certificates.
@@ -126,6 +127,7 @@ sed 's/^/    /' "$tmp/apply.log"
 if $existed; then k -n depends-on-system rollout restart deployment/depends-on-webhook >/dev/null; fi
 k -n depends-on-system wait --for=condition=Ready --timeout=3m certificate/depends-on-webhook-serving
 k -n depends-on-system rollout status deployment/depends-on-webhook --timeout=5m
+k -n depends-on-system rollout status deployment/depends-on-readiness --timeout=5m
 for i in $(seq 60); do
 	[ -z "$(k get mutatingwebhookconfiguration depends-on -o jsonpath='{.webhooks[0].clientConfig.caBundle}')" ] || break
 	[ "$i" -lt 60 ] || die "cert-manager did not inject the caBundle"
