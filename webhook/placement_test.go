@@ -109,7 +109,7 @@ func pendingShape(t *testing.T, file string) (PodShape, *Spec) {
 	if err := yaml.UnmarshalStrict(src, &pod); err != nil {
 		t.Fatalf("%s: %v", file, err)
 	}
-	p := ShapeOf(&pod, pod.Namespace)
+	p := ShapeOf(PodFrom(&pod), pod.Namespace)
 	spec, errs := Parse(pod.Annotations, ParseOptions{Namespace: pod.Namespace, ClusterDomain: "cluster.local"})
 	if len(errs) > 0 && !(len(errs) == 1 && strings.Contains(errs[0].Error(), AnnotationAfter)) {
 		t.Fatalf("%s: %v", file, errs) // Parse does not know after yet (phase 2)
@@ -143,7 +143,7 @@ func TestMeshShapes(t *testing.T) {
 		{file: "linkerd-classic.yaml", index: 0,
 			mesh: Mesh{Kind: Linkerd, Proxy: linkerdProxy, ProxyIndex: -1, RedirectIndex: 1, ProxyUID: 2102}},
 		{file: "linkerd-cni-classic.yaml", index: 0,
-			mesh: Mesh{Kind: Linkerd, Proxy: linkerdProxy, ProxyIndex: -1, CNI: true, RedirectIndex: -1, ProxyUID: 2102},
+			mesh: Mesh{Kind: Linkerd, Proxy: linkerdProxy, ProxyIndex: -1, CNI: true, RedirectIndex: -1}, // the validator has no --proxy-uid
 			warnings: []string{`cannot reach "emoji-svc:8080", "10.96.0.10:53": the CNI plugin`,
 				`config.linkerd.io/skip-outbound-ports: "53,8080"`, "https://linkerd.io/2-edge/features/cni/"}},
 		{file: "native-sidecar-migrate.yaml", index: 1, mesh: Mesh{ProxyIndex: -1, RedirectIndex: -1}},
