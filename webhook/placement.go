@@ -137,9 +137,13 @@ func Place(p PodShape) (Placement, *field.Error) {
 	}
 	// Not an error: the mesh or another webhook that adds it may run after us.
 	pl := Placement{Index: defaultIndex(p.InitContainers), Pending: name}
+	there := "there are none"
+	if len(p.InitContainers) > 0 {
+		there = "there are: " + short(listNames(p.InitContainers))
+	}
 	pl.Warnings = append(pl.Warnings, fmt.Sprintf(
-		"depends-on: %s: no init container %s yet (there are: %s); using the default place until one appears",
-		AnnotationAfter, short(name), short(listNames(p.InitContainers))))
+		"depends-on: %s: no init container %s yet (%s); using the default place until one appears",
+		AnnotationAfter, short(name), there))
 	return pl, nil
 }
 

@@ -97,11 +97,11 @@ func TestPlaceAfter(t *testing.T) {
 	}
 }
 
-// pendingShape reads a Pod of testdata-pending (shapes of the injectors' own
+// pendingShape reads a mesh Pod of testdata (shapes of the injectors' own
 // test data) and the spec its annotations ask for.
 func pendingShape(t *testing.T, file string) (PodShape, *Spec) {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join("testdata-pending", file))
+	src, err := os.ReadFile(filepath.Join("testdata", file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,8 +111,8 @@ func pendingShape(t *testing.T, file string) (PodShape, *Spec) {
 	}
 	p := ShapeOf(PodFrom(&pod), pod.Namespace)
 	spec, errs := Parse(pod.Annotations, ParseOptions{Namespace: pod.Namespace, ClusterDomain: "cluster.local"})
-	if len(errs) > 0 && !(len(errs) == 1 && strings.Contains(errs[0].Error(), AnnotationAfter)) {
-		t.Fatalf("%s: %v", file, errs) // Parse does not know after yet (phase 2)
+	if len(errs) > 0 {
+		t.Fatalf("%s: %v", file, errs)
 	}
 	return p, spec
 }
