@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -361,4 +362,31 @@ func TestWarningsBounded(t *testing.T) {
 		t.Fatalf("Place = %+v, %v", pl, err)
 	}
 	checkWarningSizes(t, pl.Warnings)
+}
+
+// depends-on.dev/after is validated with the other annotations: a denial names
+// the annotation and the value, listed with Parse's problems.
+func TestAfterDeniedThroughInjection(t *testing.T) {
+	in := testInjector(t)
+	for _, tc := range []struct {
+		ann  map[string]string
+		want string
+	}{
+		{map[string]string{AnnotationServices: "db:5432", AnnotationAfter: "app"},
+			`metadata.annotations[depends-on.dev/after]: Invalid value: "app": app is an app container`},
+		{map[string]string{AnnotationServices: "db:5432", AnnotationAfter: "Migrate"},
+			`metadata.annotations[depends-on.dev/after]: Invalid value: "Migrate": one init container name`},
+		{map[string]string{AnnotationServices: "db:99999", AnnotationAfter: " "},
+			`2 problems: metadata.annotations[depends-on.dev/services]`},
+		{map[string]string{AnnotationAfter: "migrate"},
+			`metadata.annotations[depends-on.dev/after]: Invalid value: "migrate": places depends-on's containers, but nothing is injected`},
+	} {
+		_, err := in.Patch(pod(tc.ann, func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "m"}}
+		}), "shop")
+		var invalid *InvalidError
+		if !errors.As(err, &invalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err = %v, want a denial containing %q", tc.ann, err, tc.want)
+		}
+	}
 }

@@ -169,6 +169,7 @@ func TestWarningsReachTheClient(t *testing.T) {
 			t.Fatalf("create: %v", err)
 		}
 		got := warnings.get()
+		t.Logf("namespace %s: as kubectl prints them:\nWarning: %s", ns, strings.Join(got, "\nWarning: "))
 		// The API server passes each distinct warning once, in order.
 		if !slices.Equal(got, want) {
 			t.Errorf("namespace %s: warnings\n%s\nwant\n%s", ns, strings.Join(got, "\n"), strings.Join(want, "\n"))
