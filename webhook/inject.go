@@ -86,10 +86,9 @@ func (e *InvalidError) Error() string {
 // result is what injection computes for a Pod: the Pod as it should be
 // (desired), and how to get there from pod (plan).
 type result struct {
-	pod, base, desired *Pod
-	// prev is the record found on the Pod, nil if none; found is what it
-	// names that is depends-on's (empty without a record).
-	prev  *Status
+	pod, desired *Pod
+	// found is what the Pod's record names that is depends-on's (empty
+	// without a record).
 	found *injected
 	plan  plan
 	// at is where depends-on's containers start, as an index among the
@@ -275,7 +274,7 @@ func (in *Injector) reconcile(pod, base *Pod, prev *Status, found *injected, inj
 	if found == nil {
 		found = &injected{}
 	}
-	r := &result{pod: pod, base: base, prev: prev, found: found}
+	r := &result{pod: pod, found: found}
 	legacy := prev == nil || prev.Version < statusVersion
 	specChanged, cfgChanged := true, true
 	if !legacy && inj.status != nil {
