@@ -9,10 +9,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// The record (AnnotationInjected) tells a later call what to strip before it
-// injects again. Anyone can write it, so it is never trusted alone: a container
-// or volume is stripped only if the record names it AND it is depends-on's own
-// (see ours*). A recorded name on anything else is a denial with the
+// The record (AnnotationInjected) tells a later call what depends-on injected:
+// what it owns, and may rewrite or remove (see reconcile), and, from version 2,
+// the hashes that say whether anything needs rewriting at all. Anyone can
+// write it, so it is never trusted alone: a container or volume counts as
+// depends-on's only if the record names it AND it is depends-on's own (see
+// ours*). A recorded name on anything else is a denial with the
 // reserved-name message, never a removal.
 
 // maxRecordBytes bounds the record that is decoded: the webhook writes under 100 bytes.
