@@ -40,6 +40,9 @@ type Status struct {
 	Version        int      `json:"version"`
 	InitContainers []string `json:"initContainers"`
 	Volumes        []string `json:"volumes,omitempty"`
+	// Satisfied is set when nothing was injected because the readiness
+	// service saw every (object) dependency satisfied (satisfied.go).
+	Satisfied *SatisfiedRecord `json:"satisfied,omitempty"`
 }
 
 // InvalidError is returned when a Pod's annotations (or its clash with what would
@@ -71,6 +74,8 @@ type result struct {
 	base, desired *Pod
 	// prev is the record found on the Pod, nil if none.
 	prev *Status
+	// skipped: nothing injected, the dependencies are satisfied (satisfied.go).
+	skipped bool
 }
 
 // Inject returns a mutated copy of pod, as the patch would leave it. pod is not modified.
@@ -83,6 +88,12 @@ func (in *Injector) Inject(pod *Pod, namespace string) (*Pod, error) {
 }
 
 func (in *Injector) compute(pod *Pod, namespace string) (*result, error) {
+	return in.computeWith(pod, namespace, nil)
+}
+
+// computeWith is compute, skipping the injection when satisfied says the
+// Pod's object dependencies are satisfied (applySatisfied).
+func (in *Injector) computeWith(pod *Pod, namespace string, satisfied SatisfiedFunc) (*result, error) {
 	if namespace == "" {
 		namespace = pod.Namespace
 	}
@@ -96,8 +107,11 @@ func (in *Injector) compute(pod *Pod, namespace string) (*result, error) {
 		return nil, &InvalidError{Errs: errs}
 	}
 	desired := copyForApply(base, len(spec.Fetches) > 0)
-	in.apply(desired, spec)
-	return &result{base: base, desired: desired, prev: prev}, nil
+	skipped := applySatisfied(desired, spec, prev, satisfied)
+	if !skipped {
+		in.apply(desired, spec)
+	}
+	return &result{base: base, desired: desired, prev: prev, skipped: skipped}, nil
 }
 
 // copyForApply copies of pod what apply changes, and shares the rest: the

@@ -22,6 +22,11 @@ func (in *Injector) Patch(pod *Pod, namespace string) ([]jsonpatch.Operation, er
 	if err != nil {
 		return nil, err
 	}
+	return in.patchFor(pod, r)
+}
+
+// patchFor is the patch from pod to r.desired.
+func (in *Injector) patchFor(pod *Pod, r *result) ([]jsonpatch.Operation, error) {
 	if r.prev == nil {
 		// pod has no record, and apply adds one whenever it injects anything:
 		// desired equals pod exactly when it has none either.
