@@ -80,10 +80,24 @@ func TestParseFlagsReadiness(t *testing.T) {
 	if err != nil || !strings.Contains(o.server.injector.ReadinessCA, "b3RoZXI=") {
 		t.Fatalf("--readiness-ca-file: %+v, %v", o, err)
 	}
+	// The skip of satisfied dependencies: on with the readiness service, off without it.
+	if o, err := parseFlags([]string{"--cert-dir=" + dir, "--readiness-url=https://r.test:443"}, io.Discard); err != nil || !o.server.skipSatisfied ||
+		o.server.satisfiedDeadline != 150*time.Millisecond || o.server.satisfiedTokenFile != "/var/run/secrets/depends-on.dev/readiness/token" {
+		t.Errorf("with --readiness-url: %+v, %v", o, err)
+	}
+	if o, err := parseFlags([]string{"--cert-dir=" + dir, "--readiness-url=https://r.test:443", "--skip-satisfied=false"}, io.Discard); err != nil || o.server.skipSatisfied {
+		t.Errorf("--skip-satisfied=false: %+v, %v", o, err)
+	}
+	if o, err := parseFlags([]string{"--cert-dir=" + dir}, io.Discard); err != nil || o.server.skipSatisfied {
+		t.Errorf("without --readiness-url: %+v, %v", o, err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
+		{[]string{"--skip-satisfied=true"}, "--skip-satisfied needs --readiness-url"},
+		{[]string{"--satisfied-deadline=5s"}, "--satisfied-deadline=5s"},
+		{[]string{"--satisfied-ttl=0s"}, "--satisfied-ttl=0s"},
 		{[]string{"--cert-dir=" + t.TempDir(), "--readiness-url=https://r.test"}, "ca.crt"},
 		{[]string{"--cert-dir=" + dir, "--readiness-url=http://r.test"}, "readiness URL"},
 		{[]string{"--readiness-ca-file=" + other}, "needs --readiness-url"},
