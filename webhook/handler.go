@@ -155,7 +155,11 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		return canceled(err), Outcome{DecisionErrored, ReasonCanceled}
 	}
 	if log := log.V(1); log.Enabled() {
-		log.Info("injected", "pod", podRef(pod), "operations", len(ops))
+		msg := "injected"
+		if skipped {
+			msg = "not injected: object dependencies satisfied"
+		}
+		log.Info(msg, "pod", podRef(pod), "operations", len(ops))
 	}
 	// Encoded here rather than by admission.Patched's Response.Complete: the
 	// values are JSON already (see encodePatch).
