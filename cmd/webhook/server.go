@@ -92,6 +92,7 @@ func run(ctx context.Context, o serverOptions, log logr.Logger) error {
 		if s != nil {
 			hopts.Satisfier = s
 			defer reg.Unregister(s.metrics.Checks)
+			go s.Run(ctx) // keeps the answers of recently asked targets fresh
 		}
 	}
 	handler := webhook.NewHandler(injector, hopts)

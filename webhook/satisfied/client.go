@@ -49,6 +49,10 @@ type Options struct {
 	RequestTimeout time.Duration
 	// MaxEntries bounds the cache (default 10000 targets).
 	MaxEntries int
+	// KeepWarm: Run refreshes the answers of targets asked within this long
+	// (default 10m), so the next scale-up of a Deployment finds them in
+	// memory (and the readiness service's watch open); older ones are dropped.
+	KeepWarm time.Duration
 	// Metrics, if set, count the checks.
 	Metrics *Metrics
 	Log     logr.Logger
@@ -77,6 +81,8 @@ type entry struct {
 	fetched time.Time // zero until the first answer
 	// failed is when the last request for it failed (zero if none did).
 	failed time.Time
+	// used is when a Pod last asked about it.
+	used time.Time
 	// inflight is closed when the current request for this entry ends; nil if none.
 	inflight chan struct{}
 }
@@ -105,6 +111,9 @@ func New(o Options) (*Client, error) {
 	}
 	if o.MaxEntries <= 0 {
 		o.MaxEntries = 10000
+	}
+	if o.KeepWarm <= 0 {
+		o.KeepWarm = 10 * time.Minute
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -139,6 +148,7 @@ func (c *Client) Satisfied(ctx context.Context, namespace string, targets []stri
 			e = &entry{}
 			c.add(k, e, now)
 		}
+		e.used = now
 		st, ok := c.lookup(e, now)
 		switch {
 		case !ok && e.inflight != nil:
@@ -245,6 +255,43 @@ func (c *Client) lookup(e *entry, now time.Time) (readiness.State, bool) {
 func (c *Client) fresh(e *entry, now time.Time) bool {
 	_, ok := c.lookup(e, now)
 	return ok
+}
+
+// Run refreshes, every TTL/2 until ctx is done, the answers of the targets
+// asked within KeepWarm, one request per namespace, and drops the others.
+func (c *Client) Run(ctx context.Context) {
+	t := time.NewTicker(c.opts.TTL / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.refresh(c.opts.Now())
+	}
+}
+
+func (c *Client) refresh(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	due := map[string][]string{}
+	for k, e := range c.entries {
+		switch {
+		case e.inflight != nil:
+		case now.Sub(e.used) > c.opts.KeepWarm:
+			delete(c.entries, k)
+		default:
+			due[k.namespace] = append(due[k.namespace], k.target)
+		}
+	}
+	for ns, targets := range due {
+		for len(targets) > 0 {
+			n := min(len(targets), readiness.MaxStatusTargets)
+			c.startLocked(ns, targets[:n])
+			targets = targets[n:]
+		}
+	}
 }
 
 // add stores e under k, keeping the cache bounded: expired entries go

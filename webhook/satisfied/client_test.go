@@ -304,3 +304,43 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Run keeps recently asked targets fresh (one request per namespace) and
+// drops the ones nobody asked about for KeepWarm.
+func TestClientKeepsWarm(t *testing.T) {
+	f := newFixture(t)
+	f.c.opts.KeepWarm = time.Minute
+	f.svc.set("job:app/migrate", readiness.StateReady)
+	f.svc.set("job:app/seed", readiness.StateReady)
+	if v, _ := f.ask(t, 2*time.Second, "job:app/migrate", "job:app/seed"); v != webhook.VerdictSatisfied {
+		t.Fatal(v)
+	}
+	// 30s later, nobody asked since: refreshed, so a Pod now is a hit.
+	f.clock.add(30 * time.Second)
+	f.c.refresh(f.clock.Now())
+	waitFor(t, func() bool { return f.svc.ncalls() == 2 })
+	f.svc.mu.Lock()
+	got := f.svc.calls[1]
+	f.svc.mu.Unlock()
+	if got != "app job:app/migrate,job:app/seed" && got != "app job:app/seed,job:app/migrate" {
+		t.Errorf("refresh asked %q, want both targets in one request", got)
+	}
+	waitFor(t, func() bool {
+		f.c.mu.Lock()
+		defer f.c.mu.Unlock()
+		return f.c.entries[key{"app", "job:app/migrate"}].inflight == nil
+	})
+	hits := f.count("satisfied", "hit")
+	if v, _ := f.ask(t, time.Millisecond, "job:app/migrate", "job:app/seed"); v != webhook.VerdictSatisfied || f.count("satisfied", "hit") != hits+1 {
+		t.Errorf("after the refresh: %s, hits %v -> %v", v, hits, f.count("satisfied", "hit"))
+	}
+	// Not asked for longer than KeepWarm: dropped, not refreshed.
+	f.clock.add(2 * time.Minute)
+	f.c.refresh(f.clock.Now())
+	f.c.mu.Lock()
+	n := len(f.c.entries)
+	f.c.mu.Unlock()
+	if n != 0 || f.svc.ncalls() != 2 {
+		t.Errorf("%d entries after KeepWarm, %d requests", n, f.svc.ncalls())
+	}
+}
