@@ -93,7 +93,7 @@ type fixture struct {
 	tokenFile string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{svc: &fakeService{}, clock: &clock{now: time.Unix(1_800_000_000, 0)}}
 	srv := httptest.NewTLSServer(f.svc)
@@ -342,5 +342,24 @@ func TestClientKeepsWarm(t *testing.T) {
 	f.c.mu.Unlock()
 	if n != 0 || f.svc.ncalls() != 2 {
 		t.Errorf("%d entries after KeepWarm, %d requests", n, f.svc.ncalls())
+	}
+}
+
+// BenchmarkClientHit is the admission path's cost of a cached verdict.
+func BenchmarkClientHit(b *testing.B) {
+	f := newFixture(b)
+	f.svc.set("job:app/migrate", readiness.StateReady)
+	f.svc.set("deployment:app/api", readiness.StateReady)
+	targets := []string{"job:app/migrate", "deployment:app/api"}
+	if v, err := f.c.Satisfied(context.Background(), "app", targets); v != webhook.VerdictSatisfied {
+		b.Fatal(v, err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if v, _ := f.c.Satisfied(ctx, "app", targets); v != webhook.VerdictSatisfied {
+			b.Fatal(v)
+		}
 	}
 }
