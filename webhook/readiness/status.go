@@ -64,11 +64,9 @@ func parseStatus(r *http.Request) (statusRequest, error) {
 	if msgs := validation.IsDNS1123Label(req.namespace); len(msgs) > 0 {
 		return statusRequest{}, fmt.Errorf("namespace %q: %s", trim(req.namespace), strings.Join(msgs, "; "))
 	}
-	ts := q["target"]
-	if len(ts) == 0 {
-		return statusRequest{}, errors.New("query parameter target is required, e.g. target=job:app/migrate")
-	}
-	for _, s := range ts {
+	// No target is a ping: the caller checks its token and keeps its
+	// connection (and this service's TokenReview cache) warm.
+	for _, s := range q["target"] {
 		t, err := ParseTarget(s)
 		if err != nil {
 			return statusRequest{}, err

@@ -112,7 +112,6 @@ func TestStatusErrors(t *testing.T) {
 		{"TokenReview down", "broken", q("namespace", "app", "target", "job:app/a"), 503, "cannot check the token"},
 		{"no namespace", "webhook-token", q("target", "job:app/a"), 400, "namespace (of the Pod being admitted) is required"},
 		{"bad namespace", "webhook-token", q("namespace", "App_1", "target", "job:app/a"), 400, `namespace "App_1"`},
-		{"no target", "webhook-token", q("namespace", "app"), 400, "target is required"},
 		{"bad target", "webhook-token", q("namespace", "app", "target", "pod:app/a"), 400, `unknown kind "pod"`},
 		{"too many targets", "webhook-token", many, 400, "more than 128"},
 		{"unknown parameter", "webhook-token", q("namespace", "app", "target", "job:app/a", "wait", "1s"), 400, `unknown query parameter "wait"`},
@@ -123,6 +122,13 @@ func TestStatusErrors(t *testing.T) {
 				t.Errorf("got %d %q, want %d containing %q", r.code, r.err, tc.code, tc.err)
 			}
 		})
+	}
+	// No target: a ping, answered for the allowed caller only.
+	if r := ts.status("webhook-token", q("namespace", "app")); r.code != 200 || len(r.body.Answers) != 0 {
+		t.Errorf("ping: %d %+v %q", r.code, r.body, r.err)
+	}
+	if r := ts.status("app-token", q("namespace", "app")); r.code != 403 {
+		t.Errorf("ping with a Pod's token: %d", r.code)
 	}
 	// Nobody is allowed without --status-clients.
 	closed := newTestServer(t, func(o *HandlerOptions) {

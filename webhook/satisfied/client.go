@@ -259,20 +259,29 @@ func (c *Client) fresh(e *entry, now time.Time) bool {
 
 // Run refreshes, every TTL/2 until ctx is done, the answers of the targets
 // asked within KeepWarm, one request per namespace, and drops the others.
+// With nothing to refresh it pings the readiness service (a request without
+// targets): the TLS connection and the service's TokenReview of this
+// client's token stay warm, so the first Pod after a quiet time does not pay
+// for them within its deadline.
 func (c *Client) Run(ctx context.Context) {
 	t := time.NewTicker(c.opts.TTL / 2)
 	defer t.Stop()
 	for {
+		if !c.refresh(c.opts.Now()) {
+			if _, err := c.fetch("", nil); err != nil {
+				c.opts.Log.V(1).Info("readiness service ping failed", "error", err.Error())
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		c.refresh(c.opts.Now())
 	}
 }
 
-func (c *Client) refresh(now time.Time) {
+// refresh starts the requests of due targets; false if there were none.
+func (c *Client) refresh(now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	due := map[string][]string{}
@@ -292,6 +301,7 @@ func (c *Client) refresh(now time.Time) {
 			targets = targets[n:]
 		}
 	}
+	return len(due) > 0
 }
 
 // add stores e under k, keeping the cache bounded: expired entries go
@@ -353,6 +363,9 @@ func (c *Client) fetch(namespace string, targets []string) (map[string]readiness
 	token, err := os.ReadFile(c.opts.TokenFile)
 	if err != nil {
 		return nil, fmt.Errorf("read the readiness token: %w", err)
+	}
+	if namespace == "" {
+		namespace = "default" // a ping: any valid namespace
 	}
 	q := url.Values{"namespace": {namespace}, "target": targets}
 	u := c.base.JoinPath(readiness.StatusPath)

@@ -363,3 +363,18 @@ func BenchmarkClientHit(b *testing.B) {
 		}
 	}
 }
+
+// With nothing to refresh, Run pings (no targets) so the connection and the
+// service's TokenReview of the webhook's token stay warm.
+func TestClientPings(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go f.c.Run(ctx)
+	waitFor(t, func() bool { return f.svc.ncalls() >= 1 })
+	f.svc.mu.Lock()
+	defer f.svc.mu.Unlock()
+	if f.svc.calls[0] != "default " || f.svc.tokens[0] != "Bearer token-1" {
+		t.Errorf("first request %q with %q, want a ping with the token", f.svc.calls[0], f.svc.tokens[0])
+	}
+}
