@@ -136,6 +136,9 @@ func New(o Options) (*Client, error) {
 // has a fresh ready answer. Targets without a fresh answer are asked in one
 // request, waited for until ctx is done.
 func (c *Client) Satisfied(ctx context.Context, namespace string, targets []string) (webhook.Verdict, error) {
+	if namespace == "" || len(targets) == 0 {
+		return webhook.VerdictUnknown, errors.New("no namespace or no target to ask about")
+	}
 	now := c.opts.Now()
 	var missing, stale []string
 	var waits []chan struct{}
