@@ -43,7 +43,8 @@ type Options struct {
 	// NegativeTTL is how long any other answer is used (default 1s): a Pod
 	// then is injected without asking, which is always safe.
 	NegativeTTL time.Duration
-	// RequestTimeout bounds one request to the readiness service (default 2s).
+	// RequestTimeout bounds one request to the readiness service (default 5s:
+	// a slow answer is still worth having for the next Pods).
 	// A miss waits for it only as long as the caller's deadline; the answer
 	// still fills the cache for the next Pod.
 	RequestTimeout time.Duration
@@ -107,7 +108,7 @@ func New(o Options) (*Client, error) {
 		o.NegativeTTL = time.Second
 	}
 	if o.RequestTimeout <= 0 {
-		o.RequestTimeout = 2 * time.Second
+		o.RequestTimeout = 5 * time.Second
 	}
 	if o.MaxEntries <= 0 {
 		o.MaxEntries = 10000
