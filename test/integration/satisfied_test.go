@@ -177,6 +177,37 @@ func TestSatisfied(t *testing.T) {
 		expectWaitContainer(t, getPod(t, ns, "expired"))
 	})
 
+	t.Run("watch not synced (unknown): injected, then skipped once it is", func(t *testing.T) {
+		// The readiness service back, answering unknown for a target whose
+		// watch has not listed it within 1ms: a watch it opens on that ask.
+		rp.ExtraArgs = append(rp.ExtraArgs, "--status-sync-wait=1ms")
+		if err := rp.Start(); err != nil {
+			t.Fatal(err)
+		}
+		third := createJob(t, cs, ns, "third")
+		completeJob(t, cs, third)
+		time.Sleep(1100 * time.Millisecond) // the webhook forgets the outage after 1s
+		before, err := wh.scrape(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		createPod(t, pod("unsynced", jobs("third")))
+		expectWaitContainer(t, getPod(t, ns, "unsynced"))
+		after, err := wh.scrape(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unknown := map[string]string{"result": "unknown"}
+		if d := after.sum("depends_on_satisfied_checks_total", unknown) - before.sum("depends_on_satisfied_checks_total", unknown); d != 1 {
+			t.Errorf("unknown checks +%v, want +1", d)
+		}
+		// Unknown is not kept: the next Pods ask again and, the watch synced, skip.
+		waitUntil(t, 15*time.Second, func() bool {
+			p := pod("later", jobs("third"))
+			return suite.client.Create(ctx, p, client.DryRunAll) == nil && len(p.Spec.InitContainers) == 0
+		})
+	})
+
 	m, err := wh.scrape(ctx)
 	if err != nil {
 		t.Fatal(err)
