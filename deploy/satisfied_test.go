@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -59,6 +60,29 @@ func TestSatisfiedWiring(t *testing.T) {
 		}
 		if args := readinessDeployment(t, r).Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, client) {
 			t.Errorf("%s: readiness args %q lack %s", name, args, client)
+		}
+	}
+}
+
+// TestChartSatisfiedNamespace: in another release namespace the readiness
+// service allows that namespace's webhook; without the readiness service the
+// webhook has no token.
+func TestChartSatisfiedNamespace(t *testing.T) {
+	chart := filepath.Join(copyTree(t), deploy.ChartDir)
+	r := decodeChart(t, helm(t, "template", "do", chart, "--namespace", "platform"))
+	if args := readinessDeployment(t, r).Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--status-clients=system:serviceaccount:platform:"+deploy.Name) {
+		t.Errorf("readiness args %q: want the release namespace's webhook", args)
+	}
+	r = decodeChart(t, helm(t, "template", "do", chart, "--namespace", deploy.Namespace, "--set", "readiness.enabled=false"))
+	spec := deployment(t, r).Spec.Template.Spec
+	for _, v := range spec.Volumes {
+		if v.Projected != nil {
+			t.Errorf("readiness.enabled=false: webhook volume %s is a projected token", v.Name)
+		}
+	}
+	for _, m := range spec.Containers[0].VolumeMounts {
+		if m.MountPath == webhook.ReadinessTokenDir {
+			t.Errorf("readiness.enabled=false: %s mounted", m.MountPath)
 		}
 	}
 }
