@@ -273,3 +273,34 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// The skip of satisfied dependencies needs the webhook's token: without the
+// file it is off (and says so); with it, its metrics are registered.
+func TestNewSatisfier(t *testing.T) {
+	bundle, err := certgen.Generate(certgen.Options{NoService: true, Hosts: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := serverOptions{satisfiedTokenFile: filepath.Join(t.TempDir(), "absent"), satisfiedTTL: 5 * time.Second}
+	o.injector.ReadinessURL, o.injector.ReadinessCA = "https://127.0.0.1:1", string(bundle.CACert)
+	var logs testutil.SyncBuffer
+	reg := prometheus.NewRegistry()
+	if s, err := newSatisfier(o, reg, zap.New(zap.WriteTo(&logs))); s != nil || err != nil {
+		t.Fatalf("without the token file: %v, %v", s, err)
+	}
+	if !strings.Contains(logs.String(), "not skipping satisfied dependencies") {
+		t.Errorf("no log line:\n%s", logs.String())
+	}
+	o.satisfiedTokenFile = filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(o.satisfiedTokenFile, []byte("t"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := newSatisfier(o, reg, zap.New(zap.WriteTo(&logs)))
+	if err != nil || s == nil {
+		t.Fatalf("with the token file: %v, %v", s, err)
+	}
+	fams, err := reg.Gather()
+	if err != nil || len(fams) != 1 || fams[0].GetName() != "depends_on_satisfied_checks_total" {
+		t.Errorf("metrics %v %v", fams, err)
+	}
+}
