@@ -335,7 +335,13 @@ func (c *Client) add(k key, e *entry, now time.Time) {
 func (c *Client) startLocked(namespace string, targets []string) chan struct{} {
 	done := make(chan struct{})
 	for _, t := range targets {
-		c.entries[key{namespace, t}].inflight = done
+		k := key{namespace, t}
+		e := c.entries[k]
+		if e == nil { // evicted by add while the same call added others
+			e = &entry{used: c.opts.Now()}
+			c.entries[k] = e
+		}
+		e.inflight = done
 	}
 	go func() {
 		defer close(done)

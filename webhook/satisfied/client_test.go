@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -273,6 +274,15 @@ func TestClientBounded(t *testing.T) {
 	f.c.mu.Unlock()
 	if n > 10 {
 		t.Errorf("%d entries, bound 10", n)
+	}
+	// One Pod with more targets than the bound: no panic, an answer.
+	many := make([]string, 40)
+	for i := range many {
+		many[i] = fmt.Sprintf("job:app/many-%d", i)
+		f.svc.set(many[i], readiness.StateReady)
+	}
+	if v, err := f.ask(t, 2*time.Second, many...); v == webhook.VerdictNotSatisfied {
+		t.Errorf("40 targets over a bound of 10: %s %v", v, err)
 	}
 }
 
