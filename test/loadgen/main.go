@@ -129,6 +129,7 @@ func run(o options) error {
 		podPath = filepath.Join(root, podPath)
 	}
 	var serverArgs []string
+	injectedPod := podPath
 	if o.satisfied {
 		if o.mode == "memory" || !o.annotated {
 			return errors.New("-satisfied goes with -mode=max, rate or both and -annotated")
@@ -183,6 +184,26 @@ func run(o options) error {
 		res.print()
 		if res.errors() > 0 {
 			failed = fmt.Errorf("%d errors in -mode=%s", res.errors(), m)
+		}
+	}
+	if o.satisfied {
+		// The same server, backend and machine, the Pod that is injected:
+		// what the skip is to be compared with.
+		fmt.Printf("\n-- for comparison, the same server and readiness service: %s as is (injected) --\n", o.pod)
+		body, _, _, err := review(injectedPod, true, 0)
+		if err != nil {
+			return err
+		}
+		srv.satisfied = false
+		for _, m := range modes {
+			res, err := drive(srv, body, true, o, m)
+			if err != nil {
+				return err
+			}
+			res.print()
+			if res.errors() > 0 {
+				failed = fmt.Errorf("%d errors in -mode=%s (injected)", res.errors(), m)
+			}
 		}
 	}
 	if n, err := srv.decisions(); err == nil {
