@@ -15,7 +15,10 @@
 // the same server. -mode=memory posts bursts of large concurrent bodies
 // (16 x 3 MB, 8 x 7 MB, 32 x 10 MB) to a server running with GOMEMLIMIT
 // equal to the Deployment's memory limit, and prints its peak RSS, which must
-// stay under that limit. See docs/performance.md.
+// stay under that limit. -satisfied (with KUBEBUILDER_ASSETS) admits Pods
+// whose dependencies are completed Jobs, which the webhook answers from its
+// cache of the real readiness service (test/loadgen/satisfied.go), then the
+// injected Pod against the same server. See docs/performance.md.
 package main
 
 import (
