@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -38,6 +39,8 @@ const (
 	ReasonAlreadyInjected Reason = "already-injected"
 	// Patched.
 	ReasonInjected Reason = "injected"
+	// ReasonSatisfied: only the record, the object dependencies are satisfied (satisfied.go).
+	ReasonSatisfied Reason = "satisfied"
 	// Denied.
 	ReasonInvalid Reason = "invalid"
 	// Errored.
@@ -63,7 +66,7 @@ type Outcome struct {
 func Outcomes() []Outcome {
 	return []Outcome{
 		{DecisionAllowed, ReasonNotPodCreate}, {DecisionAllowed, ReasonNoAnnotations}, {DecisionAllowed, ReasonAlreadyInjected},
-		{DecisionPatched, ReasonInjected},
+		{DecisionPatched, ReasonInjected}, {DecisionPatched, ReasonSatisfied},
 		{DecisionDenied, ReasonInvalid},
 		{DecisionErrored, ReasonMethod}, {DecisionErrored, ReasonContentType}, {DecisionErrored, ReasonOversize},
 		{DecisionErrored, ReasonBusy}, {DecisionErrored, ReasonRead}, {DecisionErrored, ReasonMalformed},
@@ -80,17 +83,26 @@ type Recorder interface {
 type Handler struct {
 	injector *Injector
 	recorder Recorder
+	// satisfier and satisfiedDeadline: see HandlerOptions.
+	satisfier         Satisfier
+	satisfiedDeadline time.Duration
 }
 
 // HandlerOptions configures a Handler.
 type HandlerOptions struct {
 	// Recorder, if set, is told every decision.
 	Recorder Recorder
+	// Satisfier, if set, lets a Pod whose dependencies are all objects that
+	// are satisfied now be admitted without injection (satisfied.go).
+	Satisfier Satisfier
+	// SatisfiedDeadline bounds each Satisfier call; default DefaultSatisfiedDeadline.
+	SatisfiedDeadline time.Duration
 }
 
 // NewHandler returns a Handler that injects with in.
 func NewHandler(in *Injector, opts HandlerOptions) *Handler {
-	return &Handler{injector: in, recorder: opts.Recorder}
+	setDefault(&opts.SatisfiedDeadline, DefaultSatisfiedDeadline)
+	return &Handler{injector: in, recorder: opts.Recorder, satisfier: opts.Satisfier, satisfiedDeadline: opts.SatisfiedDeadline}
 }
 
 var _ admission.Handler = (*Handler)(nil)
@@ -126,7 +138,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	if err := ctx.Err(); err != nil {
 		return canceled(err), Outcome{DecisionErrored, ReasonCanceled}
 	}
-	m, err := h.injector.Mutate(pod, req.Namespace)
+	m, skipped, err := h.mutate(ctx, pod, req.Namespace)
 	ops := m.Ops
 	if err != nil {
 		var invalid *InvalidError
@@ -145,7 +157,11 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		return canceled(err), Outcome{DecisionErrored, ReasonCanceled}
 	}
 	if log := log.V(1); log.Enabled() {
-		log.Info("injected", "pod", podRef(pod), "operations", len(ops))
+		msg := "injected"
+		if skipped {
+			msg = "not injected: object dependencies satisfied"
+		}
+		log.Info(msg, "pod", podRef(pod), "operations", len(ops))
 	}
 	// Encoded here rather than by admission.Patched's Response.Complete: the
 	// values are JSON already (see encodePatch).
@@ -157,6 +173,9 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	resp := admission.Allowed("").WithWarnings(m.Warnings...)
 	pt := admissionv1.PatchTypeJSONPatch
 	resp.Patch, resp.PatchType = patch, &pt
+	if skipped {
+		return resp, Outcome{DecisionPatched, ReasonSatisfied}
+	}
 	return resp, Outcome{DecisionPatched, ReasonInjected}
 }
 

@@ -54,6 +54,9 @@ type Status struct {
 	Config string `json:"config,omitempty"`
 	// Pending is a depends-on.dev/after name the Pod did not have yet.
 	Pending string `json:"pending,omitempty"`
+	// Satisfied is set when nothing was injected because the readiness
+	// service saw every (object) dependency satisfied (satisfied.go).
+	Satisfied *SatisfiedRecord `json:"satisfied,omitempty"`
 }
 
 // statusVersion is the record version this webhook writes. Version 1
@@ -95,6 +98,8 @@ type result struct {
 	// Pod's other init containers (base's).
 	at       int
 	warnings []string
+	// skipped: nothing injected, the dependencies are satisfied (satisfied.go).
+	skipped bool
 }
 
 // Inject returns a mutated copy of pod, as the patch would leave it. pod is not modified.
@@ -107,6 +112,12 @@ func (in *Injector) Inject(pod *Pod, namespace string) (*Pod, error) {
 }
 
 func (in *Injector) compute(pod *Pod, namespace string) (*result, error) {
+	return in.computeWith(pod, namespace, nil)
+}
+
+// computeWith is compute, skipping the injection when satisfied says the
+// Pod's object dependencies are satisfied (satisfiedStatus).
+func (in *Injector) computeWith(pod *Pod, namespace string, satisfied SatisfiedFunc) (*result, error) {
 	if namespace == "" {
 		namespace = pod.Namespace
 	}
@@ -128,7 +139,12 @@ func (in *Injector) compute(pod *Pod, namespace string) (*result, error) {
 		return nil, &InvalidError{Errs: errs}
 	}
 	inj := in.build(spec, specHash(base.Annotations, namespace), pl.Pending)
+	skipped := false
+	if st := satisfiedStatus(spec, prev, inj.status, satisfied); st != nil {
+		inj, skipped = injection{status: st}, true // only the record: what was checked
+	}
 	r := in.reconcile(pod, base, prev, found, inj, pl)
+	r.skipped = skipped
 	if !spec.Empty() {
 		r.warnings = Warnings(shape, r.at, spec, pl.Warnings...)
 	}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -75,6 +76,8 @@ func parseFlags(args []string, out io.Writer) (*cliOptions, error) {
 	fs.StringVar(&s.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file (default: in-cluster configuration)")
 	fs.Float64Var(&s.qps, "kube-api-qps", 100, "client-side rate of API requests (TokenReviews, lists, Events)")
 	fs.IntVar(&s.burst, "kube-api-burst", 200, "client-side burst of API requests")
+	statusClients := fs.String("status-clients", "", "comma-separated users (system:serviceaccount:NAMESPACE:NAME) allowed to ask /v1/status, the immediate answer the admission webhook uses to skip satisfied dependencies; empty: nobody")
+	fs.DurationVar(&s.statusSyncWait, "status-sync-wait", 100*time.Millisecond, "how long /v1/status waits for a watch it opened to list its target before answering unknown")
 	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
 	o.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -83,7 +86,19 @@ func parseFlags(args []string, out io.Writer) (*cliOptions, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	for _, c := range strings.Split(*statusClients, ",") {
+		c = strings.TrimSpace(c)
+		if c == "" {
+			continue
+		}
+		if rest, ok := strings.CutPrefix(c, "system:serviceaccount:"); !ok || strings.Count(rest, ":") != 1 || strings.HasPrefix(rest, ":") || strings.HasSuffix(rest, ":") {
+			return nil, fmt.Errorf("--status-clients: %q is not system:serviceaccount:NAMESPACE:NAME", c)
+		}
+		s.statusClients = append(s.statusClients, c)
+	}
 	switch {
+	case s.statusSyncWait <= 0 || s.statusSyncWait > 5*time.Second:
+		return nil, fmt.Errorf("--status-sync-wait=%s: want more than 0 and at most 5s (the webhook waits less)", s.statusSyncWait)
 	case s.port < 1 || s.port > 65535:
 		return nil, fmt.Errorf("--port=%d: want 1-65535", s.port)
 	case s.maxWaiters < 1:

@@ -17,6 +17,13 @@ func TestParseFlags(t *testing.T) {
 		s.maxWait != time.Minute || s.linger != 30*time.Second || s.drainPeriod != 10*time.Second {
 		t.Errorf("defaults: %+v", s)
 	}
+	if len(s.statusClients) != 0 || s.statusSyncWait != 100*time.Millisecond {
+		t.Errorf("status defaults: nobody may ask /v1/status, got %v, sync wait %s", s.statusClients, s.statusSyncWait)
+	}
+	o, err = parseFlags([]string{"--status-clients=system:serviceaccount:depends-on-system:depends-on-webhook, system:serviceaccount:x:y"}, &bytes.Buffer{})
+	if err != nil || len(o.server.statusClients) != 2 || o.server.statusClients[1] != "system:serviceaccount:x:y" {
+		t.Errorf("--status-clients: %v %v", o, err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -26,6 +33,9 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"--max-wait=10ms"}, "--max-wait=10ms"},
 		{[]string{"--namespace="}, "--namespace is empty"},
 		{[]string{"extra"}, "unexpected arguments"},
+		{[]string{"--status-clients=depends-on-webhook"}, "not system:serviceaccount:NAMESPACE:NAME"},
+		{[]string{"--status-clients=system:serviceaccount:ns:"}, "not system:serviceaccount:NAMESPACE:NAME"},
+		{[]string{"--status-sync-wait=0s"}, "--status-sync-wait=0s"},
 	} {
 		if _, err := parseFlags(tc.args, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)

@@ -41,6 +41,8 @@ type serverOptions struct {
 	maxWaiters              int
 	maxWait, linger         time.Duration
 	eventInterval           time.Duration
+	statusClients           []string
+	statusSyncWait          time.Duration
 	namespace, kubeconfig   string
 	qps                     float64
 	burst                   int
@@ -111,14 +113,16 @@ func run(ctx context.Context, o serverOptions, log logr.Logger) error {
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "depends-on-readiness"})
 
 	handler, err := readiness.NewHandler(readiness.HandlerOptions{
-		Authenticator: readiness.NewTokenReviewAuthenticator(client.AuthenticationV1().TokenReviews(), readiness.TokenReviewOptions{}),
-		Authorizer:    readiness.NamespaceAuthorizer{Namespaces: namespaces},
-		Source:        watches,
-		Notifier:      readiness.NewEventNotifier(recorder, readiness.EventNotifierOptions{Interval: o.eventInterval}),
-		Metrics:       metrics,
-		MaxWaiters:    o.maxWaiters,
-		MaxWait:       o.maxWait,
-		Log:           log.WithName("api"),
+		Authenticator:  readiness.NewTokenReviewAuthenticator(client.AuthenticationV1().TokenReviews(), readiness.TokenReviewOptions{}),
+		Authorizer:     readiness.NamespaceAuthorizer{Namespaces: namespaces},
+		Source:         watches,
+		Notifier:       readiness.NewEventNotifier(recorder, readiness.EventNotifierOptions{Interval: o.eventInterval}),
+		Metrics:        metrics,
+		MaxWaiters:     o.maxWaiters,
+		MaxWait:        o.maxWait,
+		StatusClients:  o.statusClients,
+		StatusSyncWait: o.statusSyncWait,
+		Log:            log.WithName("api"),
 	})
 	if err != nil {
 		return err
@@ -184,7 +188,7 @@ func run(ctx context.Context, o serverOptions, log logr.Logger) error {
 		})
 	}
 	log.Info("depends-on readiness starting", "version", o.version, "port", o.port, "certDir", o.certDir,
-		"namespace", o.namespace, "maxWaiters", o.maxWaiters, "maxWait", o.maxWait.String())
+		"namespace", o.namespace, "maxWaiters", o.maxWaiters, "maxWait", o.maxWait.String(), "statusClients", o.statusClients)
 
 	select {
 	case <-ctx.Done():

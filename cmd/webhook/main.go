@@ -85,6 +85,10 @@ func parseFlags(args []string, out io.Writer) (*cliOptions, error) {
 	config := webhook.BindConfigFlags(fs, defaultWaitImage(), func() string { return filepath.Join(s.certDir, "ca.crt") })
 	inFlight := fs.String("max-in-flight-bytes", resource.NewQuantity(webhook.DefaultMaxInFlightBytes, resource.BinarySI).String(),
 		"bytes of AdmissionReview bodies handled at once; more wait up to 1s, then get 429 (bounds memory)")
+	fs.BoolVar(&s.skipSatisfied, "skip-satisfied", true, "with --readiness-url: inject nothing into a Pod whose dependencies are all objects (jobs, workloads, endpoints) the readiness service sees satisfied at admission (the record annotation says so); false: always inject")
+	fs.DurationVar(&s.satisfiedDeadline, "satisfied-deadline", webhook.DefaultSatisfiedDeadline, "longest an admission waits for the readiness service when its answer is not cached; past it the Pod is injected")
+	fs.DurationVar(&s.satisfiedTTL, "satisfied-ttl", 5*time.Second, "how long a satisfied answer is used, refreshed in the background after half of it")
+	fs.StringVar(&s.satisfiedTokenFile, "satisfied-token-file", webhook.ReadinessTokenDir+"/token", "the webhook's projected ServiceAccount token for the readiness service (audience "+webhook.ReadinessAudience+"), read again before each request")
 	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
 	o.zap.BindFlags(fs)
 
@@ -99,6 +103,18 @@ func parseFlags(args []string, out io.Writer) (*cliOptions, error) {
 	var errs []error
 	if err != nil {
 		errs = append(errs, err)
+	}
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	if cfg.ReadinessURL == "" && s.skipSatisfied && explicit["skip-satisfied"] {
+		errs = append(errs, errors.New("--skip-satisfied needs --readiness-url"))
+	}
+	s.skipSatisfied = s.skipSatisfied && cfg.ReadinessURL != ""
+	if s.satisfiedDeadline <= 0 || s.satisfiedDeadline > 2*time.Second {
+		errs = append(errs, fmt.Errorf("--satisfied-deadline=%s: want more than 0 and at most 2s (admission must stay fast)", s.satisfiedDeadline))
+	}
+	if s.satisfiedTTL <= 0 || s.satisfiedTTL > time.Minute {
+		errs = append(errs, fmt.Errorf("--satisfied-ttl=%s: want more than 0 and at most 1m", s.satisfiedTTL))
 	}
 	if q, err := resource.ParseQuantity(*inFlight); err != nil {
 		errs = append(errs, fmt.Errorf("--max-in-flight-bytes=%q: %w", *inFlight, err))

@@ -80,10 +80,24 @@ func TestParseFlagsReadiness(t *testing.T) {
 	if err != nil || !strings.Contains(o.server.injector.ReadinessCA, "b3RoZXI=") {
 		t.Fatalf("--readiness-ca-file: %+v, %v", o, err)
 	}
+	// The skip of satisfied dependencies: on with the readiness service, off without it.
+	if o, err := parseFlags([]string{"--cert-dir=" + dir, "--readiness-url=https://r.test:443"}, io.Discard); err != nil || !o.server.skipSatisfied ||
+		o.server.satisfiedDeadline != 150*time.Millisecond || o.server.satisfiedTokenFile != "/var/run/secrets/depends-on.dev/readiness/token" {
+		t.Errorf("with --readiness-url: %+v, %v", o, err)
+	}
+	if o, err := parseFlags([]string{"--cert-dir=" + dir, "--readiness-url=https://r.test:443", "--skip-satisfied=false"}, io.Discard); err != nil || o.server.skipSatisfied {
+		t.Errorf("--skip-satisfied=false: %+v, %v", o, err)
+	}
+	if o, err := parseFlags([]string{"--cert-dir=" + dir}, io.Discard); err != nil || o.server.skipSatisfied {
+		t.Errorf("without --readiness-url: %+v, %v", o, err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
+		{[]string{"--skip-satisfied=true"}, "--skip-satisfied needs --readiness-url"},
+		{[]string{"--satisfied-deadline=5s"}, "--satisfied-deadline=5s"},
+		{[]string{"--satisfied-ttl=0s"}, "--satisfied-ttl=0s"},
 		{[]string{"--cert-dir=" + t.TempDir(), "--readiness-url=https://r.test"}, "ca.crt"},
 		{[]string{"--cert-dir=" + dir, "--readiness-url=http://r.test"}, "readiness URL"},
 		{[]string{"--readiness-ca-file=" + other}, "needs --readiness-url"},
@@ -257,5 +271,36 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in 15s")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The skip of satisfied dependencies needs the webhook's token: without the
+// file it is off (and says so); with it, its metrics are registered.
+func TestNewSatisfier(t *testing.T) {
+	bundle, err := certgen.Generate(certgen.Options{NoService: true, Hosts: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := serverOptions{satisfiedTokenFile: filepath.Join(t.TempDir(), "absent"), satisfiedTTL: 5 * time.Second}
+	o.injector.ReadinessURL, o.injector.ReadinessCA = "https://127.0.0.1:1", string(bundle.CACert)
+	var logs testutil.SyncBuffer
+	reg := prometheus.NewRegistry()
+	if s, err := newSatisfier(o, reg, zap.New(zap.WriteTo(&logs))); s != nil || err != nil {
+		t.Fatalf("without the token file: %v, %v", s, err)
+	}
+	if !strings.Contains(logs.String(), "not skipping satisfied dependencies") {
+		t.Errorf("no log line:\n%s", logs.String())
+	}
+	o.satisfiedTokenFile = filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(o.satisfiedTokenFile, []byte("t"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := newSatisfier(o, reg, zap.New(zap.WriteTo(&logs)))
+	if err != nil || s == nil {
+		t.Fatalf("with the token file: %v, %v", s, err)
+	}
+	fams, err := reg.Gather()
+	if err != nil || len(fams) != 1 || fams[0].GetName() != "depends_on_satisfied_checks_total" {
+		t.Errorf("metrics %v %v", fams, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/depends-on/depends-on/webhook"
+	"github.com/depends-on/depends-on/webhook/satisfied"
 	"github.com/depends-on/depends-on/webhook/serving"
 )
 
@@ -34,6 +36,12 @@ type serverOptions struct {
 	injector                webhook.Config
 	maxInFlightBytes        int64
 	version                 string
+	// skipSatisfied asks the readiness service (webhook/satisfied) about
+	// object-only Pods; set only with a readiness URL.
+	skipSatisfied      bool
+	satisfiedDeadline  time.Duration
+	satisfiedTTL       time.Duration
+	satisfiedTokenFile string
 	// registry receives the metrics; nil means controller-runtime's registry,
 	// which already holds its webhook request metrics.
 	registry prometheus.Registerer
@@ -75,7 +83,19 @@ func run(ctx context.Context, o serverOptions, log logr.Logger) error {
 	defer reg.Unregister(decisions)
 
 	recorder := decisionCounter{decisions}
-	handler := webhook.NewHandler(injector, webhook.HandlerOptions{Recorder: recorder})
+	hopts := webhook.HandlerOptions{Recorder: recorder, SatisfiedDeadline: o.satisfiedDeadline}
+	if o.skipSatisfied {
+		s, err := newSatisfier(o, reg, log)
+		if err != nil {
+			return err
+		}
+		if s != nil {
+			hopts.Satisfier = s
+			defer reg.Unregister(s.metrics.Checks)
+			go s.Run(ctx) // keeps the answers of recently asked targets fresh
+		}
+	}
+	handler := webhook.NewHandler(injector, hopts)
 	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{
 		Host:    o.host,
 		Port:    o.port,
@@ -114,7 +134,8 @@ func run(ctx context.Context, o serverOptions, log logr.Logger) error {
 		})
 	}
 	log.Info("depends-on webhook starting", "version", o.version, "port", o.port, "certDir", o.certDir,
-		"waitImage", o.injector.WaitImage, "clusterDomain", o.injector.ClusterDomain, "defaultTimeout", o.injector.DefaultTimeout.String())
+		"waitImage", o.injector.WaitImage, "clusterDomain", o.injector.ClusterDomain, "defaultTimeout", o.injector.DefaultTimeout.String(),
+		"skipSatisfied", hopts.Satisfier != nil)
 
 	select {
 	case <-ctx.Done():
@@ -152,4 +173,38 @@ func closeWhenDraining(draining *atomic.Bool, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// satisfier is the webhook.Satisfier with its metrics.
+type satisfier struct {
+	*satisfied.Client
+	metrics *satisfied.Metrics
+}
+
+// newSatisfier returns the client of the readiness service's /v1/status, or
+// nil (with a log line) when the webhook has no token for it: the
+// Deployment mounts one only where the readiness service is installed.
+func newSatisfier(o serverOptions, reg prometheus.Registerer, log logr.Logger) (*satisfier, error) {
+	if _, err := os.Stat(o.satisfiedTokenFile); err != nil {
+		log.Info("not skipping satisfied dependencies: no token for the readiness service (mount a projected ServiceAccount token, audience "+
+			webhook.ReadinessAudience+", or set --skip-satisfied=false)", "tokenFile", o.satisfiedTokenFile, "error", err.Error())
+		return nil, nil
+	}
+	m, err := satisfied.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	c, err := satisfied.New(satisfied.Options{
+		URL:       o.injector.ReadinessURL,
+		CA:        []byte(o.injector.ReadinessCA),
+		TokenFile: o.satisfiedTokenFile,
+		TTL:       o.satisfiedTTL,
+		Metrics:   m,
+		Log:       log.WithName("satisfied"),
+	})
+	if err != nil {
+		reg.Unregister(m.Checks)
+		return nil, fmt.Errorf("readiness status client: %w", err)
+	}
+	return &satisfier{Client: c, metrics: m}, nil
 }

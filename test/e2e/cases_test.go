@@ -44,6 +44,7 @@ func TestE2E(t *testing.T) {
 			{"restricted-namespace", testRestricted},
 			{"rolling-restart-under-load", testAvailability},
 			{"native-sidecar", testNativeSidecar},
+			{"satisfied-job-no-init-container", testSatisfied},
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				t.Parallel()

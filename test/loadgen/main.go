@@ -15,7 +15,10 @@
 // the same server. -mode=memory posts bursts of large concurrent bodies
 // (16 x 3 MB, 8 x 7 MB, 32 x 10 MB) to a server running with GOMEMLIMIT
 // equal to the Deployment's memory limit, and prints its peak RSS, which must
-// stay under that limit. See docs/performance.md.
+// stay under that limit. -satisfied (with KUBEBUILDER_ASSETS) admits Pods
+// whose dependencies are completed Jobs, which the webhook answers from its
+// cache of the real readiness service (test/loadgen/satisfied.go), then the
+// injected Pod against the same server. See docs/performance.md.
 package main
 
 import (
@@ -72,6 +75,7 @@ type options struct {
 	keep        bool
 	memLimit    int64 // bytes; -mode=memory
 	rounds      int
+	satisfied   bool
 }
 
 func main() {
@@ -87,6 +91,7 @@ func main() {
 	flag.StringVar(&o.pod, "pod", "webhook/testdata/bench-pod.json", "Pod JSON to admit (relative to the module root)")
 	flag.BoolVar(&o.annotated, "annotated", true, "keep the Pod's depends-on.dev/ annotations (false: a Pod with nothing to inject)")
 	flag.StringVar(&o.serverBin, "server-bin", "", "webhook binary to run (default: go build ./cmd/webhook)")
+	flag.BoolVar(&o.satisfied, "satisfied", false, "admit Pods whose dependencies are two completed Jobs, checked by the webhook against the real readiness service (envtest: needs KUBEBUILDER_ASSETS); every answer must skip the injection")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binary, certificates, server log)")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -126,6 +131,26 @@ func run(o options) error {
 	if !filepath.IsAbs(podPath) {
 		podPath = filepath.Join(root, podPath)
 	}
+	var serverArgs []string
+	injectedPod := podPath
+	if o.satisfied {
+		if o.mode == "memory" || !o.annotated {
+			return errors.New("-satisfied goes with -mode=max, rate or both and -annotated")
+		}
+		var ns string
+		if podPath, ns, err = objectPod(podPath, dir); err != nil {
+			return err
+		}
+		backend, err := startReadiness(root, dir, ns)
+		if err != nil {
+			return err
+		}
+		defer backend.stop()
+		defer func() {
+			fmt.Println("readiness service metrics:", metricLines(backend.metrics, "depends_on_readiness_status_answers_total"))
+		}()
+		serverArgs = backend.args
+	}
 	body, podSize, wantPatch, err := review(podPath, o.annotated, 0)
 	if err != nil {
 		return err
@@ -135,11 +160,12 @@ func run(o options) error {
 	if o.mode == "memory" {
 		env = append(env, "GOMEMLIMIT="+strconv.FormatInt(o.memLimit, 10))
 	}
-	srv, err := startServer(root, dir, o.serverBin, env)
+	srv, err := startServer(root, dir, o.serverBin, env, serverArgs...)
 	if err != nil {
 		return err
 	}
 	defer srv.stop()
+	srv.satisfied = o.satisfied
 
 	fmt.Printf("machine: %d CPUs (%s), GOMAXPROCS of both processes = %d; client and server share them\n",
 		runtime.NumCPU(), machine.CPUModel(), runtime.GOMAXPROCS(0))
@@ -163,8 +189,31 @@ func run(o options) error {
 			failed = fmt.Errorf("%d errors in -mode=%s", res.errors(), m)
 		}
 	}
+	if o.satisfied {
+		// The same server, backend and machine, the Pod that is injected:
+		// what the skip is to be compared with.
+		fmt.Printf("\n-- for comparison, the same server and readiness service: %s as is (injected) --\n", o.pod)
+		body, _, _, err := review(injectedPod, true, 0)
+		if err != nil {
+			return err
+		}
+		srv.satisfied = false
+		for _, m := range modes {
+			res, err := drive(srv, body, true, o, m)
+			if err != nil {
+				return err
+			}
+			res.print()
+			if res.errors() > 0 {
+				failed = fmt.Errorf("%d errors in -mode=%s (injected)", res.errors(), m)
+			}
+		}
+	}
 	if n, err := srv.decisions(); err == nil {
 		fmt.Printf("server metrics: %s\n", n)
+	}
+	if o.satisfied {
+		fmt.Printf("server metrics: %s\n", metricLines(srv.metric, "depends_on_satisfied_checks_total"))
 	}
 	return failed
 }
@@ -249,6 +298,8 @@ type server struct {
 	client              *tls.Config
 	logPath             string
 	exited              chan struct{}
+	// satisfied: every patch must be the skip record only (-satisfied).
+	satisfied bool
 }
 
 func freeAddr() (string, error) {
@@ -262,7 +313,7 @@ func freeAddr() (string, error) {
 
 // startServer builds (unless bin is set) and starts cmd/webhook on loopback
 // with a certificate for 127.0.0.1, and waits until it is ready.
-func startServer(root, dir, bin string, env []string) (*server, error) {
+func startServer(root, dir, bin string, env []string, args ...string) (*server, error) {
 	if bin == "" {
 		bin = filepath.Join(dir, "webhook")
 		fmt.Println("building ./cmd/webhook ...")
@@ -300,6 +351,7 @@ func startServer(root, dir, bin string, env []string) (*server, error) {
 	s.cmd = exec.Command(bin, "--host=127.0.0.1", "--port="+port, "--cert-dir="+certDir,
 		"--health-probe-bind-address="+addrs[1], "--metrics-bind-address="+addrs[2],
 		"--drain-period=0s", "--shutdown-timeout=5s")
+	s.cmd.Args = append(s.cmd.Args, args...)
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	s.cmd.Env = append(os.Environ(), env...)
 	if err := s.cmd.Start(); err != nil {
@@ -529,6 +581,10 @@ func drive(s *server, body []byte, wantPatch bool, o options, mode string) (*res
 			if err := json.Unmarshal(b, &ar); err != nil || ar.Response == nil || !ar.Response.Allowed ||
 				ar.Response.UID != "0b8e3c43-8f55-4c8e-a0f4-3f7d2b1c9e6a" || wantPatch != (len(ar.Response.Patch) > 0) {
 				fail(&r.bodyErrs, "unexpected answer: "+string(b[:min(len(b), 300)]))
+				return false
+			}
+			if s.satisfied && (!bytes.Contains(ar.Response.Patch, []byte(`\"satisfied\":{\"checked\"`)) || bytes.Contains(ar.Response.Patch, []byte(`"path":"/spec/`))) {
+				fail(&r.bodyErrs, "not skipped: patch "+string(ar.Response.Patch))
 				return false
 			}
 		}

@@ -44,7 +44,13 @@ type HandlerOptions struct {
 	DefaultWait, MaxWait time.Duration
 	// SyncTimeout: a target whose watch has not listed it by then gets 503 (default 10s).
 	SyncTimeout time.Duration
-	Log         logr.Logger
+	// StatusClients are the users (system:serviceaccount:NS:NAME) allowed to
+	// use /v1/status: the admission webhook's ServiceAccount. Empty: nobody.
+	StatusClients []string
+	// StatusSyncWait bounds how long /v1/status waits for a watch it had to
+	// open to list its target; past it the target is unknown (default 100ms).
+	StatusSyncWait time.Duration
+	Log            logr.Logger
 }
 
 // Answer is the 200 body of /v1/wait.
@@ -86,8 +92,12 @@ func NewHandler(o HandlerOptions) (*Handler, error) {
 	if o.SyncTimeout <= 0 {
 		o.SyncTimeout = 10 * time.Second
 	}
+	if o.StatusSyncWait <= 0 {
+		o.StatusSyncWait = 100 * time.Millisecond
+	}
 	h := &Handler{opts: o, mux: http.NewServeMux(), draining: make(chan struct{})}
 	h.mux.HandleFunc(WaitPath, h.serveWait)
+	h.mux.HandleFunc(StatusPath, h.serveStatus)
 	return h, nil
 }
 

@@ -21,6 +21,9 @@ type Metrics struct {
 	Watches     prometheus.Gauge
 	Answers     *prometheus.CounterVec
 	WaitSeconds prometheus.Histogram
+	// StatusAnswers counts the per-target answers of /v1/status by state
+	// (ready, waiting, failed, unknown, refused; error for a refused request).
+	StatusAnswers *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (if not nil).
@@ -43,13 +46,20 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "How long /v1/wait requests were held before the answer.",
 			Buckets: []float64{0.005, 0.025, 0.1, 0.25, 1, 2.5, 5, 10, 20, 30, 45, 60},
 		}),
+		StatusAnswers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "depends_on_readiness_status_answers_total",
+			Help: "Targets answered by /v1/status (the webhook's skip of satisfied dependencies) by state; error counts refused requests.",
+		}, []string{"state"}),
 	}
 	for _, r := range []string{ResultReady, ResultFailed, ResultWaiting, ResultError} {
 		m.Answers.WithLabelValues(r)
+		m.StatusAnswers.WithLabelValues(r)
 	}
+	m.StatusAnswers.WithLabelValues(string(StateUnknown))
+	m.StatusAnswers.WithLabelValues(string(StateRefused))
 	if reg != nil {
 		var errs []error
-		for _, c := range []prometheus.Collector{m.Waiters, m.Watches, m.Answers, m.WaitSeconds} {
+		for _, c := range []prometheus.Collector{m.Waiters, m.Watches, m.Answers, m.WaitSeconds, m.StatusAnswers} {
 			errs = append(errs, reg.Register(c))
 		}
 		if err := errors.Join(errs...); err != nil {
