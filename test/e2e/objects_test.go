@@ -371,6 +371,7 @@ func testJobTTLDeleted(t *testing.T) {
 	}
 	secondCreated := time.Now()
 	p = waitPod(t, ctx, ns, "second", 3*time.Minute, "app runs", containerRunning("app"))
+	wantObjectWait(t, p, target)
 	out := logs(t, ctx, ns, "second", webhook.WaitContainerName, false)
 	if want := target + " ready after"; !strings.Contains(out, want) || !strings.Contains(out, readiness.ReasonDeletedSince) {
 		t.Errorf("wait-for-service of the second Pod did not report %q with %q:\n%s", want, readiness.ReasonDeletedSince, out)
@@ -432,6 +433,7 @@ func testCrossNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	p = waitPod(t, ctx, ns, "allowed", 3*time.Minute, "app runs", containerRunning("app"))
+	wantObjectWait(t, p, target)
 	out := logs(t, ctx, ns, "allowed", webhook.WaitContainerName, false)
 	if !strings.Contains(out, target+" ready after") {
 		t.Errorf("wait-for-service of the allowed Pod did not report %s ready:\n%s", target, out)
