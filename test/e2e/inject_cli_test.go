@@ -3,10 +3,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,9 +26,9 @@ import (
 	"github.com/depends-on/depends-on/webhook"
 )
 
-// `depends-on inject` (cmd/depends-on), run with the deployed webhook's own
-// injection flags, gives for a Deployment exactly the Pod the API server
-// stores after admission.
+// `depends-on inject` (cmd/depends-on, the binary shipped in the webhook
+// image), run with the deployed webhook's own injection flags, gives for a
+// Deployment exactly the Pod the API server stores after admission.
 //
 // The stored Pod went through every mutating admission plugin and the
 // API server's defaulting: the ServiceAccount plugin's kube-api-access-<random>
@@ -51,16 +53,12 @@ import (
 //     (pod-template-hash is the ReplicaSet's).
 func testInjectCLI(t *testing.T) {
 	ctx := caseContext(t, 5*time.Minute)
-	ns := namespace(t, ctx, "inject-cli", nil)
-	dir := t.TempDir()
-
-	cli := filepath.Join(dir, "depends-on")
-	if _, err := e.run(ctx, "go-build-depends-on", "go", "build", "-o", cli, "./cmd/depends-on"); err != nil {
+	ns := objectNamespace(t, ctx, "inject-cli")
+	// The files the CLI reads, in a directory its uid (65532) may enter.
+	dir := filepath.Join(t.TempDir(), "in")
+	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"inject", "-f", filepath.Join(dir, "deployment.yaml"), "--namespace", ns},
-		webhookInjectionFlags(t, ctx, dir)...)
-
 	d := injectCLIDeployment()
 	raw, err := yaml.Marshal(d)
 	if err != nil {
@@ -69,11 +67,10 @@ func testInjectCLI(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "deployment.yaml"), raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := e.run(ctx, "depends-on-inject", cli, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("depends-on %s", strings.Join(args, " "))
+	args := append([]string{"inject", "-f", "/in/deployment.yaml", "--namespace", ns},
+		webhookInjectionFlags(t, ctx, dir, "/in")...)
+	out := runShippedCLI(t, ctx, dir, args...)
+	t.Logf("depends-on %s (the binary in %s)", strings.Join(args, " "), e.img)
 	var rendered appsv1.Deployment
 	if err := yaml.UnmarshalStrict([]byte(out), &rendered); err != nil {
 		t.Fatalf("depends-on inject output: %v\n%s", err, out)
@@ -180,11 +177,37 @@ func testInjectCLI(t *testing.T) {
 		stored.Name, len(rec.InitContainers), len(rec.Volumes), len(stored.Annotations))
 }
 
+// runShippedCLI runs /depends-on of the webhook image (what `make
+// docker-build` ships next to the webhook, built from cmd/depends-on) with
+// dir copied to /in. docker cp rather than a bind mount: the Docker daemon
+// need not share this machine's file system.
+func runShippedCLI(t *testing.T, ctx context.Context, dir string, args ...string) string {
+	t.Helper()
+	create := append([]string{"create", "--entrypoint", "/depends-on", e.img}, args...)
+	id, err := e.run(ctx, "depends-on-inject", e.docker, create...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id = strings.TrimSpace(id)
+	t.Cleanup(func() { _, _ = e.run(context.Background(), "depends-on-inject", e.docker, "rm", "-f", id) })
+	if _, err := e.run(ctx, "depends-on-inject", e.docker, "cp", dir, id+":/in"); err != nil {
+		t.Fatal(err)
+	}
+	// The container's standard output alone is the YAML; its exit code is docker's.
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, e.docker, "start", "-a", id)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("depends-on %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String()
+}
+
 // webhookInjectionFlags reads the deployed webhook's args and returns those
 // that set the injection (the flags webhook.BindConfigFlags defines, which
 // the CLI shares), plus --readiness-ca-file with the CA the webhook reads
 // from <cert-dir>/ca.crt (its Secret's ca.crt).
-func webhookInjectionFlags(t *testing.T, ctx context.Context, dir string) []string {
+func webhookInjectionFlags(t *testing.T, ctx context.Context, dir, inContainer string) []string {
 	t.Helper()
 	d, err := e.cs.AppsV1().Deployments(deploy.Namespace).Get(ctx, deploy.Name, metav1.GetOptions{})
 	if err != nil {
@@ -234,7 +257,7 @@ func webhookInjectionFlags(t *testing.T, ctx context.Context, dir string) []stri
 		t.Fatal(err)
 	}
 	t.Logf("webhook args %v -> injection flags %v + --readiness-ca-file (ca.crt of Secret %s)", args, out, secret)
-	return append(out, "--readiness-ca-file="+ca)
+	return append(out, "--readiness-ca-file="+inContainer+"/ca.crt")
 }
 
 // injectCLIDeployment uses every part the webhook injects: the wait container

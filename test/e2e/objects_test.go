@@ -73,7 +73,7 @@ func testObjects(t *testing.T) {
 // wait (Event on each Pod), and the app starts after the Job's completion.
 func testJobMigration(t *testing.T) {
 	ctx := caseContext(t, 6*time.Minute)
-	ns := namespace(t, ctx, "obj-job", nil)
+	ns := objectNamespace(t, ctx, "obj-job")
 	const replicas = 2
 	target := "job:" + ns + "/migrate"
 	createWaiter(t, ctx, ns, waiterDeployment("app", replicas, map[string]string{webhook.AnnotationJobs: "migrate"}))
@@ -130,7 +130,7 @@ func testJobMigration(t *testing.T) {
 // termination message and kubectl describe; the app never runs.
 func testJobFailed(t *testing.T) {
 	ctx := caseContext(t, 5*time.Minute)
-	ns := namespace(t, ctx, "obj-job-failed", nil)
+	ns := objectNamespace(t, ctx, "obj-job-failed")
 	target := "job:" + ns + "/migrate"
 	pod := objectPod("app", map[string]string{webhook.AnnotationJobs: "migrate"})
 	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
@@ -187,7 +187,7 @@ func testJobFailed(t *testing.T) {
 // its rollout complete.
 func testDeploymentAvailable(t *testing.T) {
 	ctx := caseContext(t, 6*time.Minute)
-	ns := namespace(t, ctx, "obj-deployment", nil)
+	ns := objectNamespace(t, ctx, "obj-deployment")
 	target := "deployment:" + ns + "/api"
 	createWaiter(t, ctx, ns, waiterDeployment("web", 1, map[string]string{webhook.AnnotationWorkloads: "deployment/api"}))
 	pods := waitingPods(t, ctx, ns, "web", 1, target+" not ready: not found")
@@ -259,7 +259,7 @@ func testDeploymentAvailable(t *testing.T) {
 // by depends-on.dev/endpoints: ready with the first ready endpoint.
 func testHeadlessEndpoints(t *testing.T) {
 	ctx := caseContext(t, 5*time.Minute)
-	ns := namespace(t, ctx, "obj-endpoints", nil)
+	ns := objectNamespace(t, ctx, "obj-endpoints")
 	target := "endpoints:" + ns + "/db:5432"
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "db"},
@@ -275,7 +275,10 @@ func testHeadlessEndpoints(t *testing.T) {
 	if _, err := e.cs.CoreV1().Pods(ns).Create(ctx, objectPod("client", map[string]string{webhook.AnnotationEndpoints: "db:5432"}), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitLogs(t, ctx, ns, "client", webhook.WaitContainerName, 3*time.Minute, target+" not ready: no ready endpoint for port 5432")
+	waitPod(t, ctx, ns, "client", 3*time.Minute, "wait-for-service runs", func(p *corev1.Pod) (bool, error) {
+		return initRunning(p, webhook.WaitContainerName), nil
+	})
+	waitLogs(t, ctx, ns, "client", webhook.WaitContainerName, 2*time.Minute, target+" not ready: no ready endpoint for port 5432")
 	wantObjectWait(t, getPod(t, ctx, ns, "client"), target)
 	inInit(t, getPod(t, ctx, ns, "client"), webhook.WaitContainerName)
 
@@ -312,7 +315,7 @@ func testHeadlessEndpoints(t *testing.T) {
 // readiness service remembered the completion.
 func testJobTTLDeleted(t *testing.T) {
 	ctx := caseContext(t, 6*time.Minute)
-	ns := namespace(t, ctx, "obj-job-ttl", nil)
+	ns := objectNamespace(t, ctx, "obj-job-ttl")
 	target := "job:" + ns + "/migrate"
 	ann := map[string]string{webhook.AnnotationJobs: "migrate"}
 	if _, err := e.cs.CoreV1().Pods(ns).Create(ctx, objectPod("first", ann), metav1.CreateOptions{}); err != nil {
@@ -385,8 +388,8 @@ func testJobTTLDeleted(t *testing.T) {
 // on the other namespace (the message says which label), allowed with it.
 func testCrossNamespace(t *testing.T) {
 	ctx := caseContext(t, 5*time.Minute)
-	shared := namespace(t, ctx, "obj-shared", nil)
-	ns := namespace(t, ctx, "obj-cross", nil)
+	shared := objectNamespace(t, ctx, "obj-shared")
+	ns := objectNamespace(t, ctx, "obj-cross")
 	target := "job:" + shared + "/seed"
 	done := watchJob(t, ctx, shared, "seed")
 	if _, err := e.cs.BatchV1().Jobs(shared).Create(ctx, job("seed", "true"), metav1.CreateOptions{}); err != nil {
@@ -449,7 +452,7 @@ func testCrossNamespace(t *testing.T) {
 // waiter reconnected. All 20 start; none is lost, restarted or replaced.
 func testReadinessRestart(t *testing.T) {
 	ctx := caseContext(t, 8*time.Minute)
-	ns := namespace(t, ctx, "obj-restart", nil)
+	ns := objectNamespace(t, ctx, "obj-restart")
 	const replicas = 20
 	targets := map[string]string{"during": "job:" + ns + "/during", "after": "job:" + ns + "/after"}
 	for name := range targets {
@@ -578,6 +581,21 @@ func testReadinessRestart(t *testing.T) {
 // --- helpers of the object cases ---
 
 const readinessLabelSelector = "app.kubernetes.io/name=depends-on,app.kubernetes.io/component=readiness"
+
+// objectNamespace is a case's namespace, once its default ServiceAccount
+// exists: the ServiceAccount admission plugin refuses Pods until the
+// controller has created it, and a loaded machine can take seconds.
+func objectNamespace(t *testing.T, ctx context.Context, prefix string) string {
+	t.Helper()
+	ns := namespace(t, ctx, prefix, nil)
+	if err := retry(ctx, 2*time.Minute, 250*time.Millisecond, func() error {
+		_, err := e.cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err
+	}); err != nil {
+		t.Fatalf("namespace %s: ServiceAccount default: %v", ns, err)
+	}
+	return ns
+}
 
 // objectPod is tinyPod on the namespace's default ServiceAccount, said
 // explicitly: the case is that this account holds no rights at all.
