@@ -29,6 +29,9 @@ const (
 	AnnotationHTTP     = Prefix + "http"
 	AnnotationFetch    = Prefix + "fetch"
 	AnnotationTimeout  = Prefix + "timeout"
+	// AnnotationAfter places depends-on's containers right after the named
+	// init container instead of where the default rule puts them (Place).
+	AnnotationAfter = Prefix + "after"
 	// AnnotationInjected records what the webhook injected, so a second call can
 	// strip it and inject again instead of duplicating it.
 	AnnotationInjected = Prefix + "injected"
@@ -37,7 +40,7 @@ const (
 // userKeys are the keys users may write, in the order their targets are checked
 // and listed (the order is part of the deterministic output).
 var userKeys = []string{AnnotationServices, AnnotationTCP, AnnotationHTTP,
-	AnnotationJobs, AnnotationWorkloads, AnnotationEndpoints, AnnotationFetch, AnnotationTimeout}
+	AnnotationJobs, AnnotationWorkloads, AnnotationEndpoints, AnnotationFetch, AnnotationTimeout, AnnotationAfter}
 
 var annotationsPath = field.NewPath("metadata", "annotations")
 
@@ -196,6 +199,9 @@ func Parse(annotations map[string]string, opts ParseOptions) (*Spec, field.Error
 			spec.Timeout, spec.HasTimeout = d, true
 			continue
 		}
+		if key == AnnotationAfter {
+			continue // a container name, validated by Place against the Pod
+		}
 		entries := SplitList(value)
 		if len(entries) == 0 {
 			keyErrs[key] = append(keyErrs[key], field.Invalid(p, shorten(value), "no entries: list them separated by commas or newlines, or remove the annotation"))
@@ -289,6 +295,10 @@ func Parse(annotations map[string]string, opts ParseOptions) (*Spec, field.Error
 	if spec.HasTimeout && len(errs) == 0 && spec.Empty() {
 		errs = append(errs, field.Invalid(annotationsPath.Key(AnnotationTimeout), annotations[AnnotationTimeout],
 			"a timeout needs something to wait for: add depends-on.dev/services, tcp, http, jobs, workloads, endpoints or fetch"))
+	}
+	if after, ok := annotations[AnnotationAfter]; ok && len(errs) == 0 && spec.Empty() {
+		errs = append(errs, field.Invalid(annotationsPath.Key(AnnotationAfter), shorten(after),
+			"places depends-on's containers, but nothing is injected: add depends-on.dev/services, tcp, http, jobs, workloads, endpoints or fetch"))
 	}
 	return spec, errs
 }

@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -121,6 +123,15 @@ func TestGolden(t *testing.T) {
 		}
 	}
 	seen := 0
+	warnings, err := filepath.Glob("testdata/*.warnings")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range warnings {
+		if base := strings.TrimSuffix(w, ".warnings"); !inputs[base] {
+			t.Errorf("%s has no input %s.yaml: remove it, or restore the input", w, base)
+		}
+	}
 	for _, g := range docs {
 		if base, ok := strings.CutSuffix(g.path, ".injected.yaml"); ok {
 			if !inputs[base] {
@@ -134,10 +145,12 @@ func TestGolden(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			full := decodePod(t, doc)
 			pod := PodFrom(full)
-			ops, err := in.Patch(pod, namespaceOf(full))
+			m, err := in.Mutate(pod, namespaceOf(full))
 			if err != nil {
-				t.Fatalf("Patch: %v", err)
+				t.Fatalf("Mutate: %v", err)
 			}
+			ops := m.Ops
+			checkWarningsGolden(t, name, m.Warnings)
 			if len(ops) == 0 {
 				t.Fatalf("no patch for %s", input)
 			}
@@ -166,6 +179,9 @@ func TestGolden(t *testing.T) {
 			if !resp.Allowed || resp.PatchType == nil {
 				t.Fatalf("handler: %+v", resp)
 			}
+			if !slices.Equal(resp.Warnings, m.Warnings) {
+				t.Errorf("handler warnings %q, want %q", resp.Warnings, m.Warnings)
+			}
 			var served []jsonpatch.Operation
 			if err := json.Unmarshal(resp.Patch, &served); err != nil {
 				t.Fatal(err)
@@ -190,13 +206,18 @@ func TestGolden(t *testing.T) {
 			}
 
 			// Idempotency: the output needs no further patch.
-			again, err := in.Patch(out, namespaceOf(outFull))
+			// Idempotency: the output needs no further patch, and gets the same
+			// warnings (a reinvocation is when a mesh injected after us shows).
+			again, err := in.Mutate(out, namespaceOf(outFull))
 			if err != nil {
-				t.Fatalf("Patch of output: %v", err)
+				t.Fatalf("Mutate of output: %v", err)
 			}
-			if len(again) != 0 {
-				raw, _ := json.Marshal(again)
+			if len(again.Ops) != 0 {
+				raw, _ := json.Marshal(again.Ops)
 				t.Errorf("output is not a fixed point; second patch: %s", raw)
+			}
+			if !slices.Equal(again.Warnings, m.Warnings) {
+				t.Errorf("warnings on the output %q, want those of the input %q", again.Warnings, m.Warnings)
 			}
 		})
 	}
@@ -205,23 +226,70 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+// checkWarningsGolden compares the admission warnings for testdata/name.yaml,
+// one a line, with testdata/name.warnings, which exists only when there are
+// some; -update rewrites it.
+func checkWarningsGolden(t *testing.T, name string, warnings []string) {
+	t.Helper()
+	golden := filepath.Join("testdata", name+".warnings")
+	got := ""
+	if len(warnings) > 0 {
+		got = strings.Join(warnings, "\n") + "\n"
+	}
+	for _, w := range warnings {
+		if len(w) > 256 || strings.Contains(w, "\n") {
+			t.Errorf("warning of %d bytes (or with a newline): %q", len(w), w)
+		}
+	}
+	if len(warnings) > 8 {
+		t.Errorf("%d warnings, at most 8", len(warnings))
+	}
+	if *update {
+		if got == "" {
+			if err := os.Remove(golden); err != nil && !os.IsNotExist(err) {
+				t.Fatal(err)
+			}
+		} else if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	if string(want) != got {
+		t.Errorf("%s is stale (run go test ./webhook -run TestGolden -update); got:\n%s", golden, got)
+	}
+}
+
 // checkOpsOnlyTouchOurs asserts the patch never rewrites the user's containers or
-// volumes: it adds at the front of initContainers, appends to volumes and mounts,
-// sets our annotation, and removes only what the record says we injected.
+// volumes: it inserts into initContainers, appends to volumes and mounts, sets
+// our annotation, sets fields only of depends-on's own containers, and removes
+// only what the record says we injected.
 func checkOpsOnlyTouchOurs(t *testing.T, pod *corev1.Pod, ops []jsonpatch.Operation) {
 	t.Helper()
+	ours := func(p string) bool { // /spec/initContainers/<i>/<field> of a container of ours
+		rest, ok := strings.CutPrefix(p, "/spec/initContainers/")
+		idx, field, ok2 := strings.Cut(rest, "/")
+		i, err := strconv.Atoi(idx)
+		if !ok || !ok2 || err != nil || i >= len(pod.Spec.InitContainers) || strings.Contains(field, "/") {
+			return false
+		}
+		_, had := pod.Annotations[AnnotationInjected]
+		return had && oursContainer(&pod.Spec.InitContainers[i])
+	}
 	for _, op := range ops {
 		p := op.Path
-		ok := false
+		ok := ours(p)
 		switch op.Operation {
 		case "add":
-			ok = p == "/spec/initContainers" || strings.HasPrefix(p, "/spec/initContainers/") && !strings.Contains(strings.TrimPrefix(p, "/spec/initContainers/"), "/") ||
+			ok = ok || p == "/spec/initContainers" || strings.HasPrefix(p, "/spec/initContainers/") && !strings.Contains(strings.TrimPrefix(p, "/spec/initContainers/"), "/") ||
 				p == "/spec/volumes" || p == "/spec/volumes/-" ||
 				strings.HasPrefix(p, "/spec/containers/") && (strings.HasSuffix(p, "/volumeMounts") || strings.HasSuffix(p, "/volumeMounts/-")) ||
 				p == "/metadata/annotations/depends-on.dev~1injected"
 		case "remove":
 			_, had := pod.Annotations[AnnotationInjected]
-			ok = had
+			ok = ok || had
 		}
 		if !ok {
 			t.Errorf("patch operation %s %s touches more than the injection", op.Operation, p)

@@ -126,7 +126,8 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	if err := ctx.Err(); err != nil {
 		return canceled(err), Outcome{DecisionErrored, ReasonCanceled}
 	}
-	ops, err := h.injector.Patch(pod, req.Namespace)
+	m, err := h.injector.Mutate(pod, req.Namespace)
+	ops := m.Ops
 	if err != nil {
 		var invalid *InvalidError
 		if errors.As(err, &invalid) {
@@ -137,7 +138,8 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		return admission.Errored(http.StatusInternalServerError, err), Outcome{DecisionErrored, ReasonInternal}
 	}
 	if len(ops) == 0 {
-		return admission.Allowed("already injected"), Outcome{DecisionAllowed, ReasonAlreadyInjected}
+		// Warnings here too: a reinvocation is when a mesh injected after us is visible.
+		return admission.Allowed("already injected").WithWarnings(m.Warnings...), Outcome{DecisionAllowed, ReasonAlreadyInjected}
 	}
 	if err := ctx.Err(); err != nil {
 		return canceled(err), Outcome{DecisionErrored, ReasonCanceled}
@@ -152,7 +154,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		log.Error(err, "encoding the patch failed", "pod", podRef(pod))
 		return admission.Errored(http.StatusInternalServerError, err), Outcome{DecisionErrored, ReasonInternal}
 	}
-	resp := admission.Allowed("")
+	resp := admission.Allowed("").WithWarnings(m.Warnings...)
 	pt := admissionv1.PatchTypeJSONPatch
 	resp.Patch, resp.PatchType = patch, &pt
 	return resp, Outcome{DecisionPatched, ReasonInjected}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/yaml"
 )
 
 func mustJSON(t testing.TB, v any) string {
@@ -172,6 +174,31 @@ func TestHandlerBadObject(t *testing.T) {
 		}
 	}
 	if rec.n[DecisionErrored] != 3 {
+		t.Errorf("recorded %v", rec.n)
+	}
+}
+
+// The warnings come with the no-patch answer too: the reinvocation after a
+// mesh's injection is when its shape is visible (issue 11).
+func TestHandlerWarnsWithoutPatch(t *testing.T) {
+	srv, rec := newTestServer(t)
+	injected, err := os.ReadFile("testdata/istio-cni-classic.injected.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := yaml.YAMLToJSON(injected)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("testdata/istio-cni-classic.warnings")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := post(t, srv.URL, review(t, admissionv1.Create, podKind, "shop", string(doc)))
+	if !resp.Allowed || len(resp.Patch) != 0 || strings.Join(resp.Warnings, "\n")+"\n" != string(want) {
+		t.Fatalf("response = %+v, want allowed, no patch, the warnings of testdata/istio-cni-classic.warnings", resp)
+	}
+	if rec.n[DecisionAllowed] != 1 {
 		t.Errorf("recorded %v", rec.n)
 	}
 }

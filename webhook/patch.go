@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 
@@ -9,56 +10,85 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 )
 
-// Patch returns the JSON patch that turns pod into its injected form, or no
-// operations when pod already is in that form (a reinvocation, or a Pod re-created
-// from the webhook's own output). namespace is the request's namespace.
+// Mutation is the answer for one Pod: the patch, and the admission warnings
+// (likely mistakes that are not errors; see Warnings).
+type Mutation struct {
+	Ops      []jsonpatch.Operation
+	Warnings []string
+}
+
+// Mutate returns the JSON patch that turns pod into its injected form, or no
+// operations when pod already is in that form (a reinvocation, or a Pod
+// re-created from the webhook's own output), and the warnings for pod.
+// namespace is the request's namespace.
 //
-// The patch is built from explicit operations, never from a diff of whole objects:
-// anything injected before is removed by index, then the injected containers are
-// added in front of the Pod's own init containers, and the user's containers are
+// The patch is built from explicit operations, never from a diff of whole
+// objects: depends-on's containers are inserted at their place (Place),
+// volumes and mounts appended, and what a previous call injected is
+// rewritten only where it changed (see reconcile); the user's containers are
 // only ever appended to.
-func (in *Injector) Patch(pod *Pod, namespace string) ([]jsonpatch.Operation, error) {
+func (in *Injector) Mutate(pod *Pod, namespace string) (Mutation, error) {
 	r, err := in.compute(pod, namespace)
 	if err != nil {
-		return nil, err
+		return Mutation{}, err
 	}
-	if r.prev == nil {
-		// pod has no record, and apply adds one whenever it injects anything:
-		// desired equals pod exactly when it has none either.
-		if _, ok := r.desired.Annotations[AnnotationInjected]; !ok {
-			return nil, nil
-		}
-	} else if apiequality.Semantic.DeepEqual(r.desired, pod) {
-		return nil, nil
-	}
-	var ops []jsonpatch.Operation
-	if r.prev != nil {
-		ops = removeOps(pod, r.prev)
-	}
-	add, err := in.addOps(r.base, r.desired, r.prev != nil)
+	ops, err := in.ops(r)
 	if err != nil {
-		return nil, err
+		return Mutation{}, err
 	}
-	return append(ops, add...), nil
+	return Mutation{Ops: ops, Warnings: r.warnings}, nil
+}
+
+// Patch is Mutate without the warnings.
+func (in *Injector) Patch(pod *Pod, namespace string) ([]jsonpatch.Operation, error) {
+	m, err := in.Mutate(pod, namespace)
+	return m.Ops, err
 }
 
 var injectedAnnotationPath = "/metadata/annotations/" + escapePointer(AnnotationInjected)
 
-// addOps turns base into desired, knowing desired only adds to base: init
-// containers in front (the ones apply built, as JSON), volumes and mounts at
-// the end, and the record annotation.
-func (in *Injector) addOps(base, desired *Pod, hadRecord bool) ([]jsonpatch.Operation, error) {
+// ops turns r.pod into r.desired as r.plan says: removals by index from the
+// back of each list, so that indexes stay valid, then additions.
+func (in *Injector) ops(r *result) ([]jsonpatch.Operation, error) {
+	pod, desired, found, plan := r.pod, r.desired, r.found, &r.plan
 	var ops []jsonpatch.Operation
-	if n := len(desired.Spec.InitContainers) - len(base.Spec.InitContainers); n > 0 {
-		if len(base.Spec.InitContainers) == 0 {
-			v, err := in.containersJSON(desired.Spec.InitContainers)
-			if err != nil {
-				return nil, err
+	for i, changed := range plan.mounts {
+		if !changed {
+			continue
+		}
+		var mine []int
+		if i < len(found.mounts) {
+			mine = found.mounts[i]
+		}
+		p := "/spec/containers/" + strconv.Itoa(i) + "/volumeMounts"
+		ops = removeAll(ops, p, mine)
+		cur, want := pod.Spec.Containers[i].VolumeMounts, desired.Spec.Containers[i].VolumeMounts
+		ops = appendOps(ops, p, cur == nil, want[len(cur)-len(mine):], func(m corev1.VolumeMount) corev1.VolumeMount { return m })
+	}
+
+	if plan.inPlace {
+		for _, i := range plan.ours {
+			ops = fieldOps(ops, "/spec/initContainers/"+strconv.Itoa(i), &pod.Spec.InitContainers[i], &desired.Spec.InitContainers[i])
+		}
+	} else {
+		ops = removeAll(ops, "/spec/initContainers", found.initContainers)
+		if len(pod.Spec.InitContainers) == 0 && len(plan.ours) > 0 {
+			// The field may be absent: the whole list (only ours).
+			out := []byte{'['}
+			for k, i := range plan.ours {
+				if k > 0 {
+					out = append(out, ',')
+				}
+				v, err := in.encodeContainer(&desired.Spec.InitContainers[i], plan.fresh[k])
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, v...)
 			}
-			ops = append(ops, add("/spec/initContainers", v))
+			ops = append(ops, add("/spec/initContainers", json.RawMessage(append(out, ']'))))
 		} else {
-			for i := 0; i < n; i++ {
-				v, err := in.containerJSON(&desired.Spec.InitContainers[i])
+			for k, i := range plan.ours {
+				v, err := in.encodeContainer(&desired.Spec.InitContainers[i], plan.fresh[k])
 				if err != nil {
 					return nil, err
 				}
@@ -66,37 +96,83 @@ func (in *Injector) addOps(base, desired *Pod, hadRecord bool) ([]jsonpatch.Oper
 			}
 		}
 	}
-	ops = appendOps(ops, "/spec/volumes", base.Spec.Volumes, desired.Spec.Volumes, func(v Volume) *corev1.Volume { return v.Whole })
-	for i := range desired.Spec.Containers {
-		ops = appendOps(ops, "/spec/containers/"+strconv.Itoa(i)+"/volumeMounts",
-			base.Spec.Containers[i].VolumeMounts, desired.Spec.Containers[i].VolumeMounts, func(m corev1.VolumeMount) corev1.VolumeMount { return m })
+
+	if plan.volumes {
+		ops = removeAll(ops, "/spec/volumes", found.volumes)
+		cur := pod.Spec.Volumes
+		ops = appendOps(ops, "/spec/volumes", cur == nil, desired.Spec.Volumes[len(cur)-len(found.volumes):], func(v Volume) *corev1.Volume { return v.Whole })
 	}
-	key := injectedAnnotationPath
-	if v, ok := desired.Annotations[AnnotationInjected]; ok {
+
+	had, hasOld := pod.Annotations[AnnotationInjected]
+	want, hasNew := desired.Annotations[AnnotationInjected]
+	switch {
+	case hasNew && (!hasOld || had != want):
 		// add on an existing member replaces it (RFC 6902 4.1).
-		ops = append(ops, add(key, v))
-	} else if hadRecord {
-		ops = append(ops, remove(key))
+		ops = append(ops, add(injectedAnnotationPath, want))
+	case !hasNew && hasOld:
+		ops = append(ops, remove(injectedAnnotationPath))
 	}
 	return ops, nil
 }
 
-// appendOps adds the tail of desired that base lacks, as value encodes each
-// element: the whole list when base has none (the field may be absent), else
-// one "-" append per element. (Only injected elements are ever appended, and
-// those are whole.)
-func appendOps[T, V any](ops []jsonpatch.Operation, p string, base, desired []T, value func(T) V) []jsonpatch.Operation {
-	if len(desired) <= len(base) {
+// encodeContainer is the JSON of c: from the template when it is built now,
+// else in full (it carries what other webhooks set).
+func (in *Injector) encodeContainer(c *corev1.Container, fresh bool) (json.RawMessage, error) {
+	if fresh {
+		return in.containerJSON(c)
+	}
+	return json.Marshal(c)
+}
+
+// fieldOps sets the fields of one of depends-on's containers that mergeOwned
+// may change, where want differs from cur.
+func fieldOps(ops []jsonpatch.Operation, p string, cur, want *corev1.Container) []jsonpatch.Operation {
+	set := func(name string, a, b any, empty bool) {
+		if apiequality.Semantic.DeepEqual(a, b) {
+			return
+		}
+		if empty {
+			ops = append(ops, remove(p+"/"+name))
+		} else {
+			ops = append(ops, add(p+"/"+name, b)) // add sets a member, present or not
+		}
+	}
+	set("image", cur.Image, want.Image, want.Image == "")
+	set("command", cur.Command, want.Command, len(want.Command) == 0)
+	set("args", cur.Args, want.Args, len(want.Args) == 0)
+	set("env", cur.Env, want.Env, len(want.Env) == 0)
+	set("resources", cur.Resources, want.Resources, false)
+	set("volumeMounts", cur.VolumeMounts, want.VolumeMounts, len(want.VolumeMounts) == 0)
+	set("terminationMessagePath", cur.TerminationMessagePath, want.TerminationMessagePath, want.TerminationMessagePath == "")
+	set("terminationMessagePolicy", cur.TerminationMessagePolicy, want.TerminationMessagePolicy, want.TerminationMessagePolicy == "")
+	set("imagePullPolicy", cur.ImagePullPolicy, want.ImagePullPolicy, want.ImagePullPolicy == "")
+	set("securityContext", cur.SecurityContext, want.SecurityContext, want.SecurityContext == nil)
+	return ops
+}
+
+// removeAll removes the elements at the ascending indexes idx of the list at p.
+func removeAll(ops []jsonpatch.Operation, p string, idx []int) []jsonpatch.Operation {
+	for k := len(idx) - 1; k >= 0; k-- {
+		ops = append(ops, remove(p+"/"+strconv.Itoa(idx[k])))
+	}
+	return ops
+}
+
+// appendOps appends elems to the list at p, as value encodes each: the whole
+// list when the field is absent, else one "-" append per element. (Only
+// injected elements are ever appended, and those are whole.)
+func appendOps[T, V any](ops []jsonpatch.Operation, p string, absent bool, elems []T, value func(T) V) []jsonpatch.Operation {
+	if len(elems) == 0 {
 		return ops
 	}
-	if len(base) == 0 {
-		vs := make([]V, len(desired))
-		for i, v := range desired {
+	if absent {
+		vs := make([]V, len(elems))
+		for i, v := range elems {
 			vs[i] = value(v)
 		}
 		return append(ops, add(p, vs))
 	}
-	for _, v := range desired[len(base):] {
+	for _, v := range elems {
 		ops = append(ops, add(p+"/-", value(v)))
 	}
 	return ops

@@ -19,11 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// AnnotationAfter places depends-on's containers right after the named init
-// container instead of where the default rule puts them.
-// It joins the key list of annotations.go when Place is wired into Inject.
-const AnnotationAfter = Prefix + "after"
-
 // ShapeContainer is what placement, mesh detection and warnings read of a container.
 type ShapeContainer struct {
 	Name string
@@ -50,27 +45,29 @@ type PodShape struct {
 	Containers     []ShapeContainer
 }
 
-// ShapeOf reads a PodShape from a Pod.
-func ShapeOf(pod *corev1.Pod, namespace string) PodShape {
-	conv := func(cs []corev1.Container) []ShapeContainer {
-		out := make([]ShapeContainer, 0, len(cs))
-		for i := range cs {
-			c := &cs[i]
-			sc := ShapeContainer{Name: c.Name, Args: c.Args,
-				Sidecar: c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways}
-			if c.SecurityContext != nil {
-				sc.RunAsUser = c.SecurityContext.RunAsUser
-			}
-			out = append(out, sc)
+// ShapeOf reads a PodShape from a Pod (without depends-on's containers: a
+// base Pod). Of app containers only the names are read: a classic proxy is
+// found by its name.
+func ShapeOf(pod *Pod, namespace string) PodShape {
+	inits := make([]ShapeContainer, 0, len(pod.Spec.InitContainers))
+	for i := range pod.Spec.InitContainers {
+		c := &pod.Spec.InitContainers[i]
+		sc := ShapeContainer{Name: c.Name, Args: c.Args,
+			Sidecar: c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways}
+		if c.SecurityContext != nil {
+			sc.RunAsUser = c.SecurityContext.RunAsUser
 		}
-		return out
+		inits = append(inits, sc)
+	}
+	apps := make([]ShapeContainer, len(pod.Spec.Containers))
+	for i, c := range pod.Spec.Containers {
+		apps[i] = ShapeContainer{Name: c.Name}
 	}
 	return PodShape{
 		Name: pod.Name, GenerateName: pod.GenerateName, Namespace: namespace,
 		Subdomain: pod.Spec.Subdomain, HostNetwork: pod.Spec.HostNetwork,
 		Labels: pod.Labels, Annotations: pod.Annotations,
-		InitContainers: conv(pod.Spec.InitContainers),
-		Containers:     conv(pod.Spec.Containers),
+		InitContainers: inits, Containers: apps,
 	}
 }
 
@@ -119,12 +116,12 @@ func Place(p PodShape) (Placement, *field.Error) {
 	name := strings.TrimSpace(after)
 	switch {
 	case name == "":
-		return Placement{}, field.Invalid(fp, after, "name the init container that depends-on's containers start after, or remove the annotation")
+		return Placement{}, field.Invalid(fp, shorten(after), "name the init container that depends-on's containers start after, or remove the annotation")
 	case name == WaitContainerName || name == FetchContainerName:
-		return Placement{}, field.Invalid(fp, after, fmt.Sprintf("%s is depends-on's own container", name))
+		return Placement{}, field.Invalid(fp, shorten(after), fmt.Sprintf("%s is depends-on's own container", name))
 	}
 	if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
-		return Placement{}, field.Invalid(fp, after, "one init container name: "+strings.Join(msgs, "; "))
+		return Placement{}, field.Invalid(fp, shorten(after), "one init container name: "+strings.Join(msgs, "; "))
 	}
 	for i, c := range p.InitContainers {
 		if c.Name == name {
@@ -133,16 +130,20 @@ func Place(p PodShape) (Placement, *field.Error) {
 	}
 	for _, c := range p.Containers {
 		if c.Name == name {
-			return Placement{}, field.Invalid(fp, after, fmt.Sprintf(
+			return Placement{}, field.Invalid(fp, shorten(after), fmt.Sprintf(
 				"%s is an app container, which starts only after every init container; name an init container (%s)",
 				name, listNames(p.InitContainers)))
 		}
 	}
 	// Not an error: the mesh or another webhook that adds it may run after us.
 	pl := Placement{Index: defaultIndex(p.InitContainers), Pending: name}
+	there := "there are none"
+	if len(p.InitContainers) > 0 {
+		there = "there are: " + short(listNames(p.InitContainers))
+	}
 	pl.Warnings = append(pl.Warnings, fmt.Sprintf(
-		"depends-on: %s: no init container %s yet (there are: %s); using the default place until one appears",
-		AnnotationAfter, short(name), short(listNames(p.InitContainers))))
+		"depends-on: %s: no init container %s yet (%s); using the default place until one appears",
+		AnnotationAfter, short(name), there))
 	return pl, nil
 }
 
@@ -195,7 +196,8 @@ type Mesh struct {
 	// RedirectIndex is the redirect init container's index (istio-init,
 	// linkerd-init), -1 if none.
 	RedirectIndex int
-	// ProxyUID is the UID the redirect rules let through (-u / --proxy-uid).
+	// ProxyUID is the UID the redirect rules let through (-u / --proxy-uid of
+	// the mesh's init containers, or a native proxy's runAsUser); 0 if not seen.
 	ProxyUID int64
 }
 
@@ -226,9 +228,6 @@ func DetectMesh(p PodShape) Mesh {
 		for _, c := range p.Containers {
 			if c.Name == istioProxy || c.Name == linkerdProxy {
 				m.Proxy = c.Name
-				if m.ProxyUID == 0 && c.RunAsUser != nil {
-					m.ProxyUID = *c.RunAsUser
-				}
 			}
 		}
 	}
@@ -417,6 +416,7 @@ func MeshWarnings(p PodShape, m Mesh, at int, spec *Spec) []string {
 const (
 	maxWarningEntry = 64
 	maxWarnings     = 8
+	maxWarningBytes = 256
 )
 
 // short quotes a user's entry, cut to maxWarningEntry characters.
@@ -602,14 +602,21 @@ func ownNames(p PodShape) map[string]string {
 }
 
 // Warnings lists every admission warning for a Pod whose depends-on containers go
-// at index at, in a fixed order.
-func Warnings(p PodShape, at int, spec *Spec) []string {
+// at index at, in a fixed order, then extra (Placement.Warnings). At most
+// maxWarnings, each at most maxWarningBytes.
+func Warnings(p PodShape, at int, spec *Spec, extra ...string) []string {
 	var out []string
 	out = append(out, ServiceWarnings(p, spec)...)
 	out = append(out, LoopbackWarnings(p, at, spec)...)
 	out = append(out, MeshWarnings(p, DetectMesh(p), at, spec)...)
+	out = append(out, extra...)
 	if len(out) > maxWarnings {
 		out = append(out[:maxWarnings-1], fmt.Sprintf("depends-on: %d more warnings not shown", len(out)-maxWarnings+1))
+	}
+	for i, w := range out {
+		if len(w) > maxWarningBytes {
+			out[i] = strings.ToValidUTF8(w[:maxWarningBytes-3], "") + "..."
+		}
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -97,11 +98,11 @@ func TestPlaceAfter(t *testing.T) {
 	}
 }
 
-// pendingShape reads a Pod of testdata-pending (shapes of the injectors' own
+// pendingShape reads a mesh Pod of testdata (shapes of the injectors' own
 // test data) and the spec its annotations ask for.
 func pendingShape(t *testing.T, file string) (PodShape, *Spec) {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join("testdata-pending", file))
+	src, err := os.ReadFile(filepath.Join("testdata", file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,10 +110,10 @@ func pendingShape(t *testing.T, file string) (PodShape, *Spec) {
 	if err := yaml.UnmarshalStrict(src, &pod); err != nil {
 		t.Fatalf("%s: %v", file, err)
 	}
-	p := ShapeOf(&pod, pod.Namespace)
+	p := ShapeOf(PodFrom(&pod), pod.Namespace)
 	spec, errs := Parse(pod.Annotations, ParseOptions{Namespace: pod.Namespace, ClusterDomain: "cluster.local"})
-	if len(errs) > 0 && !(len(errs) == 1 && strings.Contains(errs[0].Error(), AnnotationAfter)) {
-		t.Fatalf("%s: %v", file, errs) // Parse does not know after yet (phase 2)
+	if len(errs) > 0 {
+		t.Fatalf("%s: %v", file, errs)
 	}
 	return p, spec
 }
@@ -143,7 +144,7 @@ func TestMeshShapes(t *testing.T) {
 		{file: "linkerd-classic.yaml", index: 0,
 			mesh: Mesh{Kind: Linkerd, Proxy: linkerdProxy, ProxyIndex: -1, RedirectIndex: 1, ProxyUID: 2102}},
 		{file: "linkerd-cni-classic.yaml", index: 0,
-			mesh: Mesh{Kind: Linkerd, Proxy: linkerdProxy, ProxyIndex: -1, CNI: true, RedirectIndex: -1, ProxyUID: 2102},
+			mesh: Mesh{Kind: Linkerd, Proxy: linkerdProxy, ProxyIndex: -1, CNI: true, RedirectIndex: -1}, // the validator has no --proxy-uid
 			warnings: []string{`cannot reach "emoji-svc:8080", "10.96.0.10:53": the CNI plugin`,
 				`config.linkerd.io/skip-outbound-ports: "53,8080"`, "https://linkerd.io/2-edge/features/cni/"}},
 		{file: "native-sidecar-migrate.yaml", index: 1, mesh: Mesh{ProxyIndex: -1, RedirectIndex: -1}},
@@ -361,4 +362,31 @@ func TestWarningsBounded(t *testing.T) {
 		t.Fatalf("Place = %+v, %v", pl, err)
 	}
 	checkWarningSizes(t, pl.Warnings)
+}
+
+// depends-on.dev/after is validated with the other annotations: a denial names
+// the annotation and the value, listed with Parse's problems.
+func TestAfterDeniedThroughInjection(t *testing.T) {
+	in := testInjector(t)
+	for _, tc := range []struct {
+		ann  map[string]string
+		want string
+	}{
+		{map[string]string{AnnotationServices: "db:5432", AnnotationAfter: "app"},
+			`metadata.annotations[depends-on.dev/after]: Invalid value: "app": app is an app container`},
+		{map[string]string{AnnotationServices: "db:5432", AnnotationAfter: "Migrate"},
+			`metadata.annotations[depends-on.dev/after]: Invalid value: "Migrate": one init container name`},
+		{map[string]string{AnnotationServices: "db:99999", AnnotationAfter: " "},
+			`2 problems: metadata.annotations[depends-on.dev/services]`},
+		{map[string]string{AnnotationAfter: "migrate"},
+			`metadata.annotations[depends-on.dev/after]: Invalid value: "migrate": places depends-on's containers, but nothing is injected`},
+	} {
+		_, err := in.Patch(pod(tc.ann, func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "m"}}
+		}), "shop")
+		var invalid *InvalidError
+		if !errors.As(err, &invalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err = %v, want a denial containing %q", tc.ann, err, tc.want)
+		}
+	}
 }

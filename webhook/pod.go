@@ -12,8 +12,10 @@ import (
 // starts reading another field has to add it here, and to ReadPod.
 type Pod struct {
 	Name, GenerateName, Namespace string
-	Annotations                   map[string]string
-	Spec                          PodSpec
+	// Labels are read only for admission warnings (the Pod's own Service).
+	Labels      map[string]string
+	Annotations map[string]string
+	Spec        PodSpec
 }
 
 // PodSpec is the part of a corev1.PodSpec that injection reads.
@@ -24,6 +26,9 @@ type PodSpec struct {
 	Containers     []Container
 	Volumes        []Volume
 	OS             *corev1.PodOS
+	// Subdomain and HostNetwork are read only for admission warnings.
+	Subdomain   string
+	HostNetwork bool
 }
 
 // Container is an app container as injection sees it: its name (for the
@@ -47,10 +52,12 @@ type Volume struct {
 func PodFrom(p *corev1.Pod) *Pod {
 	out := &Pod{
 		Name: p.Name, GenerateName: p.GenerateName, Namespace: p.Namespace,
-		Annotations: p.Annotations,
+		Labels: p.Labels, Annotations: p.Annotations,
 		Spec: PodSpec{
 			InitContainers: p.Spec.InitContainers,
 			OS:             p.Spec.OS,
+			Subdomain:      p.Spec.Subdomain,
+			HostNetwork:    p.Spec.HostNetwork,
 		},
 	}
 	if p.Spec.Containers != nil {
@@ -84,6 +91,7 @@ func injectedVolumeName(name string) bool {
 // DeepCopy returns a copy of p that shares nothing with it.
 func (p *Pod) DeepCopy() *Pod {
 	out := *p
+	out.Labels = maps.Clone(p.Labels)
 	out.Annotations = maps.Clone(p.Annotations)
 	if p.Spec.InitContainers != nil {
 		out.Spec.InitContainers = make([]corev1.Container, len(p.Spec.InitContainers))

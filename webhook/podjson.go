@@ -38,8 +38,8 @@ func ReadPod(raw []byte) (*Pod, error) {
 // The JSON field names readPodFast reads, per object.
 var (
 	podFields       = []string{"metadata", "spec"}
-	metaFields      = []string{"name", "generateName", "namespace", "annotations"}
-	specFields      = []string{"initContainers", "containers", "volumes", "os"}
+	metaFields      = []string{"name", "generateName", "namespace", "annotations", "labels"}
+	specFields      = []string{"initContainers", "containers", "volumes", "os", "subdomain", "hostNetwork"}
 	containerFields = []string{"name", "volumeMounts"}
 	volumeFields    = []string{"name"}
 	mountFields     = []string{"name", "mountPath", "readOnly", "subPath", "subPathExpr", "mountPropagation", "recursiveReadOnly"}
@@ -78,8 +78,10 @@ func decodeMeta(sc *scanner, pod *Pod) bool {
 			return sc.decodeString(&pod.GenerateName)
 		case 2:
 			return sc.decodeString(&pod.Namespace)
+		case 3:
+			return sc.decodeStringMap(&pod.Annotations)
 		}
-		return sc.decodeStringMap(&pod.Annotations)
+		return sc.decodeStringMap(&pod.Labels)
 	})
 }
 
@@ -95,8 +97,12 @@ func decodeSpec(sc *scanner, spec *PodSpec) bool {
 			return decodeContainers(sc, &spec.Containers)
 		case 2:
 			return decodeVolumes(sc, &spec.Volumes)
+		case 3:
+			return sc.decode(&spec.OS)
+		case 4:
+			return sc.decodeString(&spec.Subdomain)
 		}
-		return sc.decode(&spec.OS)
+		return sc.decodeBool(&spec.HostNetwork)
 	})
 }
 

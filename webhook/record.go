@@ -4,17 +4,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strconv"
 
-	jsonpatch "gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// The record (AnnotationInjected) tells a later call what to strip before it
-// injects again. Anyone can write it, so it is never trusted alone: a container
-// or volume is stripped only if the record names it AND it is depends-on's own
-// (see ours*). A recorded name on anything else is a denial with the
+// The record (AnnotationInjected) tells a later call what depends-on injected:
+// what it owns, and may rewrite or remove (see reconcile), and, from version 2,
+// the hashes that say whether anything needs rewriting at all. Anyone can
+// write it, so it is never trusted alone: a container or volume counts as
+// depends-on's only if the record names it AND it is depends-on's own (see
+// ours*). A recorded name on anything else is a denial with the
 // reserved-name message, never a removal.
 
 // maxRecordBytes bounds the record that is decoded: the webhook writes under 100 bytes.
@@ -66,7 +66,7 @@ func readRecord(pod *Pod) (*Status, field.ErrorList) {
 	}
 	var st Status
 	// Only ever names we inject: a hand-edited record cannot claim others.
-	if len(raw) > maxRecordBytes || json.Unmarshal([]byte(raw), &st) != nil || st.Version != 1 ||
+	if len(raw) > maxRecordBytes || json.Unmarshal([]byte(raw), &st) != nil || (st.Version != 1 && st.Version != statusVersion) ||
 		!subset(st.InitContainers, WaitContainerName, FetchContainerName) || !subset(st.Volumes, FetchVolumeName, ReadinessTokenVolumeName) {
 		return nil, field.ErrorList{field.Invalid(annotationsPath.Key(AnnotationInjected), shorten(raw),
 			"not written by this webhook version; remove the annotation (and what it injected)")}
@@ -144,15 +144,16 @@ func reservedVolume(p *field.Path, name string) *field.Error {
 }
 
 // strip returns pod without what a previous call injected (a copy, if anything
-// is stripped), and the record, or the denials.
-func strip(pod *Pod) (*Pod, *Status, field.ErrorList) {
+// is stripped), the record and what it names that is depends-on's, or the
+// denials.
+func strip(pod *Pod) (*Pod, *Status, *injected, field.ErrorList) {
 	st, errs := readRecord(pod)
 	if st == nil {
-		return pod, nil, errs // nothing to strip: no copy (the caller copies before it changes anything)
+		return pod, nil, nil, errs // nothing to strip: no copy (reconcile copies before it changes anything)
 	}
 	found, errs := findInjected(pod, st)
 	if len(errs) > 0 {
-		return pod, nil, errs
+		return pod, nil, nil, errs
 	}
 	out := pod.DeepCopy()
 	delete(out.Annotations, AnnotationInjected)
@@ -163,29 +164,7 @@ func strip(pod *Pod) (*Pod, *Status, field.ErrorList) {
 			out.Spec.Containers[i].VolumeMounts = emptyToNil(without(out.Spec.Containers[i].VolumeMounts, found.mounts[i]))
 		}
 	}
-	return out, st, nil
-}
-
-// removeOps removes what strip strips, from the back of each list so indexes
-// stay valid. pod passed strip without denials.
-func removeOps(pod *Pod, prev *Status) []jsonpatch.Operation {
-	found, errs := findInjected(pod, prev)
-	if len(errs) > 0 {
-		return nil // not reached: strip denied the Pod
-	}
-	var ops []jsonpatch.Operation
-	for i, js := range found.mounts {
-		for k := len(js) - 1; k >= 0; k-- {
-			ops = append(ops, remove("/spec/containers/"+strconv.Itoa(i)+"/volumeMounts/"+strconv.Itoa(js[k])))
-		}
-	}
-	for k := len(found.initContainers) - 1; k >= 0; k-- {
-		ops = append(ops, remove("/spec/initContainers/"+strconv.Itoa(found.initContainers[k])))
-	}
-	for k := len(found.volumes) - 1; k >= 0; k-- {
-		ops = append(ops, remove("/spec/volumes/"+strconv.Itoa(found.volumes[k])))
-	}
-	return ops
+	return out, st, found, nil
 }
 
 // without returns s without the elements at the ascending indexes drop, in place.

@@ -6,7 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	jsonpatch "gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // A hand-written record must never remove what the user wrote (issue 10, point 3):
@@ -110,4 +113,158 @@ func TestRecordIsBounded(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "depends-on.dev/injected") || len(err.Error()) > 1000 {
 		t.Errorf("err = %.300v, want a short denial of the record", err)
 	}
+}
+
+// injectedPod injects p with in and returns the patched Pod, as the API server
+// would store it.
+func injectedPod(t *testing.T, in *Injector, p *corev1.Pod) *corev1.Pod {
+	t.Helper()
+	doc, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := in.Patch(PodFrom(p), p.Namespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return decodePod(t, applyPatch(t, doc, ops))
+}
+
+// othersEdit is what a registry mirror, a proxy-env webhook and a mesh do to a
+// Pod after depends-on: every image rewritten, env added to every container,
+// a native proxy put first.
+func othersEdit(p *corev1.Pod) {
+	proxyEnv := []corev1.EnvVar{{Name: "HTTP_PROXY", Value: "http://proxy.test:3128"}, {Name: "NO_PROXY", Value: ".svc"}}
+	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for i := range cs {
+			cs[i].Image = "mirror.test/" + cs[i].Image
+			cs[i].Env = append(cs[i].Env, proxyEnv...)
+		}
+	}
+	p.Spec.InitContainers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("32Mi")}
+	always := corev1.ContainerRestartPolicyAlways
+	p.Spec.InitContainers = append([]corev1.Container{{Name: "istio-proxy", Image: "proxyv2", RestartPolicy: &always}}, p.Spec.InitContainers...)
+}
+
+func opsString(ops []jsonpatch.Operation) string {
+	var s []string
+	for _, op := range ops {
+		s = append(s, op.Operation+" "+op.Path)
+	}
+	return strings.Join(s, ", ")
+}
+
+// Issue 11, point 3: once injected, a Pod whose annotations (and the config)
+// did not change gets no patch, whatever others did to depends-on's
+// containers; when they changed, only what depends-on owns is rewritten.
+func TestReinvocationKeepsOthersEdits(t *testing.T) {
+	in := testInjector(t)
+	base := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "shop", Annotations: map[string]string{
+			AnnotationServices: "mydb:5432",
+			AnnotationFetch:    "/etc/app/config.json=http://config.shop.svc:8080/app.json",
+		}},
+		Spec: corev1.PodSpec{
+			InitContainers: []corev1.Container{{Name: "migrate", Image: "migrate:1"}},
+			Containers:     []corev1.Container{{Name: "app", Image: "app:1"}},
+		},
+	}
+	edited := injectedPod(t, in, base)
+	othersEdit(edited)
+	if got := names(edited.Spec.InitContainers); strings.Join(got, " ") != "istio-proxy wait-for-service fetch migrate" {
+		t.Fatalf("init containers %v", got)
+	}
+
+	t.Run("unchanged: no patch", func(t *testing.T) {
+		m, err := in.Mutate(PodFrom(edited), "shop")
+		if err != nil || len(m.Ops) != 0 {
+			t.Fatalf("ops %s, err %v; want none", opsString(m.Ops), err)
+		}
+	})
+
+	t.Run("annotations changed: args only", func(t *testing.T) {
+		p := edited.DeepCopy()
+		p.Annotations[AnnotationServices] = "mydb:5432, cache:6379"
+		ops, err := in.Patch(PodFrom(p), "shop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := opsString(ops), "add /spec/initContainers/1/args, add /metadata/annotations/depends-on.dev~1injected"; got != want {
+			t.Fatalf("ops %s, want %s", got, want)
+		}
+		doc, _ := json.Marshal(p)
+		out := decodePod(t, applyPatch(t, doc, ops))
+		w := out.Spec.InitContainers[1]
+		if w.Image != "mirror.test/"+DefaultWaitImage || len(w.Env) != 2 || w.Resources.Limits.Memory().String() != "32Mi" ||
+			w.Args[len(w.Args)-1] != "tcp:cache.shop.svc.cluster.local.:6379" {
+			t.Errorf("wait container %+v: want the new args and the mirror image, env and limits kept", w)
+		}
+		if again, err := in.Patch(PodFrom(out), "shop"); err != nil || len(again) != 0 {
+			t.Errorf("not a fixed point: %s %v", opsString(again), err)
+		}
+	})
+
+	t.Run("fetch removed: its container, volume and mounts go, the wait stays as it is", func(t *testing.T) {
+		p := edited.DeepCopy()
+		delete(p.Annotations, AnnotationFetch)
+		ops, err := in.Patch(PodFrom(p), "shop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, _ := json.Marshal(p)
+		out := decodePod(t, applyPatch(t, doc, ops))
+		if got := strings.Join(names(out.Spec.InitContainers), " "); got != "istio-proxy wait-for-service migrate" {
+			t.Errorf("init containers %s (ops %s)", got, opsString(ops))
+		}
+		if w := out.Spec.InitContainers[1]; w.Image != "mirror.test/"+DefaultWaitImage || len(w.Env) != 2 {
+			t.Errorf("wait container lost others' edits: %+v", w)
+		}
+		if len(out.Spec.Volumes) != 0 || len(out.Spec.Containers[0].VolumeMounts) != 0 {
+			t.Errorf("volumes %v, mounts %v: want none", out.Spec.Volumes, out.Spec.Containers[0].VolumeMounts)
+		}
+	})
+
+	t.Run("config changed: the image too, others' env kept", func(t *testing.T) {
+		cfg := goldenConfig()
+		cfg.WaitImage = "depends-on/wait-for-service:v2"
+		in2, err := NewInjector(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ops, err := in2.Patch(PodFrom(edited), "shop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, _ := json.Marshal(edited)
+		out := decodePod(t, applyPatch(t, doc, ops))
+		for _, i := range []int{1, 2} {
+			c := out.Spec.InitContainers[i]
+			if c.Image != cfg.WaitImage || len(c.Env) != 2 || c.Resources.Limits.Memory().String() != "64Mi" {
+				t.Errorf("%s: image %s, env %v, limits %v: want the new image and resources, others' env", c.Name, c.Image, c.Env, c.Resources.Limits)
+			}
+		}
+		if got := strings.Join(names(out.Spec.InitContainers), " "); got != "istio-proxy wait-for-service fetch migrate" {
+			t.Errorf("init containers %s, want the mesh's order kept", got)
+		}
+	})
+
+	t.Run("a new app container gets the mounts, nothing else changes", func(t *testing.T) {
+		p := edited.DeepCopy()
+		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "added", Image: "x"})
+		ops, err := in.Patch(PodFrom(p), "shop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := opsString(ops), "add /spec/containers/1/volumeMounts"; got != want {
+			t.Errorf("ops %s, want %s", got, want)
+		}
+	})
+}
+
+func names(cs []corev1.Container) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.Name
+	}
+	return out
 }

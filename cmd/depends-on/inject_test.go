@@ -273,13 +273,14 @@ func TestLint(t *testing.T) {
 	goodPath := writeFile(t, "good.yaml", good)
 
 	code, out, stderr := runArgs(t, nil, "lint", goodPath, bad)
-	want := fmt.Sprintf("%s:2 Deployment/web: %s\ndepends-on lint: 1 problem\n", bad, webhookMessage(t))
+	want := lintWarnings(t, goodPath+":1 Pod/web", "all-keys") + fmt.Sprintf("%s:2 Deployment/web: %s\ndepends-on lint: 1 problem\n", bad, webhookMessage(t))
 	if code != exitFailed || out != "" || stderr != want {
 		t.Errorf("lint good bad: code %d, stdout %q, stderr\n%q\nwant code 1, stderr\n%q", code, out, stderr, want)
 	}
 
 	code, out, stderr = runArgs(t, nil, "lint", goodPath, filepath.Join(goldenDir, "init-demo.yaml"), writeFile(t, "plain.json", `{"kind":"Job","metadata":{"name":"j"},"spec":{"template":{"spec":{"containers":[]}}}}`+"\n"+`{"kind":"Service","metadata":{"name":"s"}}`))
-	if code != exitOK || stderr != "" || out != "depends-on lint: 3 files, 4 documents, 3 pod templates (2 with depends-on annotations): ok\n" {
+	if code != exitOK || stderr != lintWarnings(t, goodPath+":1 Pod/web", "all-keys") ||
+		out != "depends-on lint: 3 files, 4 documents, 3 pod templates (2 with depends-on annotations): ok, 1 warning\n" {
 		t.Errorf("lint of clean files: code %d, stdout %q, stderr %q", code, out, stderr)
 	}
 	if code, out, _ := runStdin(t, good, "lint", "-"); code != exitOK || !strings.Contains(out, "1 pod template (1 with") {
@@ -301,6 +302,37 @@ func TestLint(t *testing.T) {
 	} {
 		if code, _, stderr := runArgs(t, nil, tc.args...); code != tc.code || !strings.Contains(stderr, tc.stderr) {
 			t.Errorf("%q: code %d, stderr %q; want %d with %q", tc.args, code, stderr, tc.code, tc.stderr)
+		}
+	}
+}
+
+// lintWarnings is what lint prints for the warnings golden of name, each line
+// prefixed with where.
+func lintWarnings(t *testing.T, where, name string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, w := range strings.SplitAfter(readFile(t, filepath.Join(goldenDir, name+".warnings")), "\n") {
+		if w != "" {
+			b.WriteString(where + ": warning: " + w)
+		}
+	}
+	return b.String()
+}
+
+// TestLintWarnings: lint prints the webhook's admission warnings (the goldens'),
+// and they do not fail it.
+func TestLintWarnings(t *testing.T) {
+	for _, name := range []string{"istio-cni-classic", "linkerd-cni-classic", "own-service", "after-pending"} {
+		path := filepath.Join(goldenDir, name+".yaml")
+		code, out, stderr := runArgs(t, nil, append(append([]string{"lint"}, goldenFlags(t)...), path)...)
+		n := strings.Count(readFile(t, filepath.Join(goldenDir, name+".warnings")), "\n")
+		meta := object(t, readFile(t, path)).(map[string]any)["metadata"].(map[string]any)
+		ref := fmt.Sprintf("Pod/%v", meta["name"])
+		if meta["name"] == nil {
+			ref = fmt.Sprintf("Pod/%v*", meta["generateName"]) // the generateName only
+		}
+		if want := lintWarnings(t, path+":1 "+ref, name); code != exitOK || stderr != want || !strings.HasSuffix(out, fmt.Sprintf("ok, %d %s\n", n, plural(n, "warning"))) {
+			t.Errorf("lint %s: code %d, stdout %q, stderr\n%s\nwant code 0, stderr\n%s", name, code, out, stderr, want)
 		}
 	}
 }

@@ -26,10 +26,12 @@ func runLint(_ context.Context, env *cmdEnv, args []string) int {
 		fmt.Fprintf(w, "Checks every Pod and Pod template of the manifests (YAML, multi-document, or\n"+
 			"JSON) the way the webhook does, and prints each denial as\n"+
 			"  FILE:DOCUMENT KIND/NAME: the webhook's message\n"+
+			"and each admission warning (kubectl shows them too) as\n"+
+			"  FILE:DOCUMENT KIND/NAME: warning: the webhook's warning\n"+
 			"where DOCUMENT is the 1-based index of the document in FILE.\n\n")
 		fmt.Fprintf(w, "Flags (the injection flags are the webhook's, with the same defaults):\n")
 		fs.PrintDefaults()
-		fmt.Fprintf(w, "\nExit codes: %d every template is valid, %d a template would be denied or a file is unreadable, %d usage error.\n", exitOK, exitFailed, exitUsage)
+		fmt.Fprintf(w, "\nExit codes: %d every template is valid (warnings or not), %d a template would be denied or a file is unreadable, %d usage error.\n", exitOK, exitFailed, exitUsage)
 	}
 	fs.SetOutput(env.stderr)
 	if err := fs.Parse(args); err != nil {
@@ -47,7 +49,7 @@ func runLint(_ context.Context, env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "%s lint: %v\n", programName, err)
 		return exitUsage
 	}
-	var docs, templates, annotated, problems int
+	var docs, templates, annotated, problems, warnings int
 	for _, name := range fs.Args() {
 		r, err := openInput(env, name)
 		if err != nil {
@@ -69,7 +71,14 @@ func runLint(_ context.Context, env *cmdEnv, args []string) int {
 				pod, err := webhook.ReadPod(t.raw)
 				if err == nil && webhook.HasAnnotations(pod.Annotations) {
 					annotated++
-					_, err = injectTemplate(in, t, *inj.namespace)
+					var m webhook.Mutation
+					if m, err = in.Mutate(pod, templateNamespace(t, *inj.namespace)); err == nil {
+						_, err = injectTemplate(in, t, *inj.namespace)
+					}
+					for _, w := range m.Warnings {
+						fmt.Fprintf(env.stderr, "%s:%d %s: warning: %s\n", name, d.index, t.ref, w)
+						warnings++
+					}
 				}
 				if err != nil {
 					fmt.Fprintf(env.stderr, "%s:%d %s: %v\n", name, d.index, t.ref, err)
@@ -88,8 +97,12 @@ func runLint(_ context.Context, env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "%s lint: %d %s\n", programName, problems, plural(problems, "problem"))
 		return exitFailed
 	}
-	fmt.Fprintf(env.stdout, "%s lint: %d %s, %d %s, %d %s (%d with depends-on annotations): ok\n", programName,
-		len(fs.Args()), plural(len(fs.Args()), "file"), docs, plural(docs, "document"), templates, plural(templates, "pod template"), annotated)
+	ok := "ok"
+	if warnings > 0 {
+		ok = fmt.Sprintf("ok, %d %s", warnings, plural(warnings, "warning"))
+	}
+	fmt.Fprintf(env.stdout, "%s lint: %d %s, %d %s, %d %s (%d with depends-on annotations): %s\n", programName,
+		len(fs.Args()), plural(len(fs.Args()), "file"), docs, plural(docs, "document"), templates, plural(templates, "pod template"), annotated, ok)
 	return exitOK
 }
 
@@ -98,4 +111,13 @@ func plural(n int, noun string) string {
 		return noun
 	}
 	return noun + "s"
+}
+
+// templateNamespace is t's namespace, or def when it sets none (the webhook
+// uses the request's), as injectTemplate resolves it.
+func templateNamespace(t podTemplate, def string) string {
+	if t.namespace != "" {
+		return t.namespace
+	}
+	return def
 }

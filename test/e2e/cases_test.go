@@ -43,6 +43,7 @@ func TestE2E(t *testing.T) {
 			{"deployment-bad-annotation-denied", testBadAnnotation},
 			{"restricted-namespace", testRestricted},
 			{"rolling-restart-under-load", testAvailability},
+			{"native-sidecar", testNativeSidecar},
 			{"objects", testObjects}, {"inject-cli", testInjectCLI},
 		} {
 			t.Run(c.name, func(t *testing.T) {

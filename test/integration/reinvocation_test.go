@@ -41,9 +41,19 @@ const (
 type zzWebhook struct {
 	srv   *httptest.Server
 	calls atomic.Int64
+	// name is its configuration's (it must sort after "depends-on"), label
+	// the namespace label it matches; mutate changes a Pod, or says it did not.
+	name, label string
+	mutate      func(*corev1.Pod) bool
 }
 
 func startZZWebhook(t *testing.T) *zzWebhook {
+	t.Helper()
+	return startTestWebhook(t, reinvokeConfig, reinvokeNamespaceLabel, zzMutate)
+}
+
+// startTestWebhook serves a zzWebhook that changes Pods with mutate.
+func startTestWebhook(t *testing.T, name, label string, mutate func(*corev1.Pod) bool) *zzWebhook {
 	t.Helper()
 	b, err := certgen.Generate(certgen.Options{CA: suite.ca, NoService: true, Hosts: []string{"127.0.0.1"}})
 	if err != nil {
@@ -53,7 +63,7 @@ func startZZWebhook(t *testing.T) *zzWebhook {
 	if err != nil {
 		t.Fatal(err)
 	}
-	z := &zzWebhook{}
+	z := &zzWebhook{name: name, label: label, mutate: mutate}
 	mux := http.NewServeMux()
 	mux.Handle("/mutate", &admission.Webhook{Handler: admission.HandlerFunc(z.handle)})
 	z.srv = httptest.NewUnstartedServer(mux)
@@ -74,14 +84,7 @@ func (z *zzWebhook) handle(_ context.Context, req admission.Request) admission.R
 	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
-	switch pod.Annotations[zzAddsAnnotation] {
-	case "container":
-		if !slices.Contains(names(pod.Spec.Containers), zzContainer) {
-			pod.Spec.Containers = append(pod.Spec.Containers, zzAdded())
-		}
-	case "annotation":
-		pod.Annotations[zzTouched] = "true"
-	default:
+	if !z.mutate(&pod) {
 		return admission.Allowed("")
 	}
 	raw, err := json.Marshal(&pod)
@@ -91,15 +94,29 @@ func (z *zzWebhook) handle(_ context.Context, req admission.Request) admission.R
 	return admission.PatchResponseFromRaw(req.Object.Raw, raw)
 }
 
+func zzMutate(pod *corev1.Pod) bool {
+	switch pod.Annotations[zzAddsAnnotation] {
+	case "container":
+		if !slices.Contains(names(pod.Spec.Containers), zzContainer) {
+			pod.Spec.Containers = append(pod.Spec.Containers, zzAdded())
+		}
+	case "annotation":
+		pod.Annotations[zzTouched] = "true"
+	default:
+		return false
+	}
+	return true
+}
+
 // register creates the zz-reinvoke-test configuration and waits until the
 // API server calls it.
 func (z *zzWebhook) register(t *testing.T, ns string) {
 	t.Helper()
 	ctx := testCtx(t)
 	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: reinvokeConfig},
+		ObjectMeta: metav1.ObjectMeta{Name: z.name},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name:                    "zz.reinvoke.integration.depends-on.dev",
+			Name:                    z.name + ".integration.depends-on.dev",
 			AdmissionReviewVersions: []string{"v1"},
 			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
 			FailurePolicy:           ptr.To(admissionregistrationv1.Fail),
@@ -117,29 +134,30 @@ func (z *zzWebhook) register(t *testing.T, ns string) {
 				},
 			}},
 			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-				Key: reinvokeNamespaceLabel, Operator: metav1.LabelSelectorOpExists,
+				Key: z.label, Operator: metav1.LabelSelectorOpExists,
 			}}},
 		}},
 	}
 	if err := suite.client.Create(ctx, cfg); err != nil {
-		t.Fatalf("create %s: %v", reinvokeConfig, err)
+		t.Fatalf("create %s: %v", z.name, err)
 	}
 	t.Cleanup(func() { _ = suite.client.Delete(context.WithoutCancel(ctx), cfg) })
 
 	// Active once a dry-run Pod (unannotated for us: our webhook is not called)
-	// comes back touched.
+	// reaches it.
 	deadline := time.Now().Add(activeTimeout)
 	for {
+		before := z.calls.Load()
 		pod := simplePod(ns, "zz-probe", map[string]string{zzAddsAnnotation: "annotation"})
 		err := suite.client.Create(ctx, pod, client.DryRunAll)
-		if err == nil && pod.Annotations[zzTouched] == "true" {
+		if err == nil && z.calls.Load() > before {
 			return
 		}
 		if err == nil {
-			err = errors.New("not touched yet")
+			err = errors.New("not called yet")
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not called within %s: %v", reinvokeConfig, activeTimeout, err)
+			t.Fatalf("%s not called within %s: %v", z.name, activeTimeout, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -152,10 +170,7 @@ func TestReinvocation(t *testing.T) {
 	ns := newNamespace(t, map[string]string{reinvokeNamespaceLabel: "true"})
 	z := startZZWebhook(t)
 	z.register(t, ns)
-	injector, err := webhook.NewInjector(webhook.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	injector := goldenInjector(t) // the webhook's settings: the record's config hash matches
 
 	for _, tc := range []struct {
 		zzAdds string
