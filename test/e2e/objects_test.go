@@ -708,7 +708,7 @@ func wantObjectWait(t *testing.T, p *corev1.Pod, target string) {
 		for _, m := range c.VolumeMounts {
 			switch {
 			case c.Name == webhook.WaitContainerName && m.MountPath == apiTokenDir:
-				t.Errorf("%s: the wait container mounts the API token (%s)", p.Name, m.Name)
+				t.Errorf("%s: the wait container mounts the Pod's API token (%s at %s); it needs none", p.Name, m.Name, m.MountPath)
 			case c.Name != webhook.WaitContainerName && m.Name == webhook.ReadinessTokenVolumeName:
 				t.Errorf("%s: container %s mounts the readiness token", p.Name, c.Name)
 			}
