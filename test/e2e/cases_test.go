@@ -45,6 +45,7 @@ func TestE2E(t *testing.T) {
 			{"rolling-restart-under-load", testAvailability},
 			{"native-sidecar", testNativeSidecar},
 			{"satisfied-job-no-init-container", testSatisfied},
+			{"objects", testObjects}, {"inject-cli", testInjectCLI},
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				t.Parallel()

@@ -664,6 +664,7 @@ func (x *env) printSummary(code int) {
 		fmt.Fprintf(&b, "  (wait-for-service: when it logged all targets ready; the rest is the kubelet starting containers)\n")
 		fmt.Fprintf(&b, "  (startedAt has 1 s resolution, so it can read up to 1 s early)\n")
 	}
+	printObjectWaits(&b)
 	if a := results.avail; a != nil {
 		fmt.Fprintf(&b, "rolling restart of the webhook: %d annotated Pods created over %s, %d failed; rollout took %s; old replicas answered >= %.0f admission requests while draining, new replicas %.0f\n",
 			a.created, a.window.Round(100*time.Millisecond), a.failed, a.rollout.Round(100*time.Millisecond), a.servedDraining, a.servedByNew)
