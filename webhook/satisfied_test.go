@@ -215,4 +215,3 @@ func TestSatisfiedRecordWithoutSatisfier(t *testing.T) {
 		t.Errorf("%v %v", outcome, names(pod.Spec.InitContainers))
 	}
 }
-
