@@ -119,6 +119,10 @@ LOADGEN_RATE ?= 1000
 loadgen: ## Load test of the real server over TLS on loopback: -mode=max, then -mode=rate (LOADGEN_DURATION each).
 	$(GO) run ./test/loadgen -mode=both -duration $(LOADGEN_DURATION) -concurrency $(LOADGEN_CONCURRENCY) -rate $(LOADGEN_RATE)
 
+.PHONY: loadgen-satisfied
+loadgen-satisfied: ## The same against envtest and the real readiness service: Pods whose object dependencies are satisfied (the skip, from the cache), then the injected Pod.
+	KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" $(GO) run ./test/loadgen -satisfied -mode=both -duration $(LOADGEN_DURATION) -concurrency $(LOADGEN_CONCURRENCY) -rate $(LOADGEN_RATE)
+
 READINESS_RUNS ?= 30
 
 .PHONY: readiness
