@@ -11,6 +11,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -369,7 +370,10 @@ func testJobTTLDeleted(t *testing.T) {
 	if d := 35*time.Second - time.Since(firstDone); d > 0 {
 		time.Sleep(d)
 	}
-	if _, err := e.cs.CoreV1().Pods(ns).Create(ctx, objectPod("second", ann), metav1.CreateOptions{}); err != nil {
+	// A network wait next to the Job: the webhook injects (it skips only
+	// object-only Pods it sees satisfied), so the wait container's own answer
+	// about the deleted Job is what this checks.
+	if _, err := e.cs.CoreV1().Pods(ns).Create(ctx, objectPod("second", withAlwaysReady(ann)), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	secondCreated := time.Now()
@@ -381,6 +385,9 @@ func testJobTTLDeleted(t *testing.T) {
 	}
 	t.Logf("Job deleted by its TTL at %s; a Pod created %s after that started; kubectl logs second -c wait-for-service:\n%s",
 		deletedAt.UTC().Format("15:04:05"), secondCreated.Sub(deletedAt).Round(time.Second), out)
+	// Waiting for the deleted Job alone: the remembered completion is
+	// satisfied, so the webhook injects nothing (issue 14).
+	wantSkipped(t, ctx, ns, "third", ann, target)
 	assertNoWorkloadRBAC(t, ctx, ns)
 }
 
@@ -432,7 +439,7 @@ func testCrossNamespace(t *testing.T) {
 	if _, err := e.cs.CoreV1().Namespaces().Patch(ctx, shared, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.cs.CoreV1().Pods(ns).Create(ctx, objectPod("allowed", ann), metav1.CreateOptions{}); err != nil {
+	if _, err := e.cs.CoreV1().Pods(ns).Create(ctx, objectPod("allowed", withAlwaysReady(ann)), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	p = waitPod(t, ctx, ns, "allowed", 3*time.Minute, "app runs", containerRunning("app"))
@@ -442,6 +449,9 @@ func testCrossNamespace(t *testing.T) {
 		t.Errorf("wait-for-service of the allowed Pod did not report %s ready:\n%s", target, out)
 	}
 	t.Logf("with %s=true on %s: the Pod in %s started; wait-for-service:\n%s", sharedLabel, shared, ns, out)
+	// The webhook's satisfied check applies the same namespace rule: with
+	// the label, an object-only Pod is skipped (the refused one was injected).
+	wantSkipped(t, ctx, ns, "allowed-skipped", ann, target)
 	assertNoWorkloadRBAC(t, ctx, ns)
 }
 
@@ -599,6 +609,15 @@ func objectNamespace(t *testing.T, ctx context.Context, prefix string) string {
 
 // objectPod is tinyPod on the namespace's default ServiceAccount, said
 // explicitly: the case is that this account holds no rights at all.
+// withAlwaysReady is annotations plus a network wait that is ready at once
+// (the API server's Service): a Pod with it is always injected, so its wait
+// container's answers about the objects can be checked.
+func withAlwaysReady(annotations map[string]string) map[string]string {
+	out := maps.Clone(annotations)
+	out[webhook.AnnotationServices] = "kubernetes.default:443"
+	return out
+}
+
 func objectPod(name string, annotations map[string]string) *corev1.Pod {
 	p := tinyPod(name, annotations)
 	p.Spec.ServiceAccountName = "default"

@@ -115,29 +115,7 @@ func testSatisfied(t *testing.T) {
 	}
 	mu.Unlock()
 
-	// Each webhook replica (and readiness replica) learns about the Job on
-	// its first ask, which may miss the admission deadline on a loaded node
-	// (the Pod is then injected, as it must be). Warm them with server-side
-	// dry runs until several in a row are skipped.
-	skipped := 0
-	if err := retry(ctx, 2*time.Minute, 200*time.Millisecond, func() error {
-		p := tinyPod("warm", map[string]string{webhook.AnnotationJobs: "migrate"})
-		got, err := e.cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		switch {
-		case err != nil:
-			return err
-		case len(got.Spec.InitContainers) == 0:
-			skipped++
-		default:
-			skipped = 0
-		}
-		if skipped < 6 {
-			return fmt.Errorf("%d dry runs skipped in a row", skipped)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	warmSkip(t, ctx, ns, map[string]string{webhook.AnnotationJobs: "migrate"})
 
 	// One after the other, so that each scale-up has the node to itself.
 	scale := []byte(fmt.Sprintf(`{"spec":{"replicas":%d}}`, replicas))
@@ -245,4 +223,48 @@ func names(cs []corev1.Container) []string {
 func head(s string, n int) string {
 	lines := strings.Split(s, "\n")
 	return strings.Join(lines[:min(n, len(lines))], "\n")
+}
+
+// warmSkip returns once server-side dry runs of a Pod with annotations in ns
+// are skipped (no init container) six times in a row. Each webhook replica
+// (and readiness replica) learns about a target on its first ask, which may
+// miss the admission deadline on a loaded node: the Pod is then injected, as
+// it must be; the dry runs make the cases' answers deterministic.
+func warmSkip(t *testing.T, ctx context.Context, ns string, annotations map[string]string) {
+	t.Helper()
+	skipped := 0
+	if err := retry(ctx, 2*time.Minute, 200*time.Millisecond, func() error {
+		p := objectPod("warm", annotations)
+		got, err := e.cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		switch {
+		case err != nil:
+			return err
+		case len(got.Spec.InitContainers) == 0:
+			skipped++
+		default:
+			skipped = 0
+		}
+		if skipped < 6 {
+			return fmt.Errorf("%d dry runs skipped in a row", skipped)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wantSkipped creates a Pod with annotations in ns, once warmSkip says the
+// webhook skips it, and checks that it has no init container, that its
+// record names targets as checked and satisfied, and that its app runs.
+func wantSkipped(t *testing.T, ctx context.Context, ns, name string, annotations map[string]string, targets ...string) {
+	t.Helper()
+	warmSkip(t, ctx, ns, annotations)
+	if _, err := e.cs.CoreV1().Pods(ns).Create(ctx, objectPod(name, annotations), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p := waitPod(t, ctx, ns, name, 3*time.Minute, "app runs", containerRunning("app"))
+	want := testutil.WithoutHashes(`{"version":2,"initContainers":[],"satisfied":{"checked":["` + strings.Join(targets, `","`) + `"]}}`)
+	if got := p.Annotations[webhook.AnnotationInjected]; len(p.Spec.InitContainers) != 0 || testutil.WithoutHashes(got) != want {
+		t.Errorf("%s: init containers %v, record %s; want none and %s", name, names(p.Spec.InitContainers), got, want)
+	}
 }
