@@ -61,6 +61,9 @@ type Config struct {
 	// ReadinessCA is the PEM of the CA certificates that sign its serving
 	// certificate, given to the wait container; empty: the system's roots.
 	ReadinessCA string
+	// ReadinessCAFile is the file ReadinessCA was read from (BindConfigFlags),
+	// so that a server can read it again when the CA rotates; empty if none.
+	ReadinessCAFile string
 }
 
 // WaitImageName is the name (without tag) of the wait-for-service image; the

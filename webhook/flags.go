@@ -23,7 +23,7 @@ import (
 func BindConfigFlags(fs *flag.FlagSet, waitImage string, defaultCAFile func() string) func() (Config, error) {
 	def := DefaultConfig()
 	readinessURL := fs.String("readiness-url", "", "https URL of the depends-on readiness service, which answers depends-on.dev/jobs, workloads and endpoints (empty: not installed, those keys are denied)")
-	readinessCAFile := fs.String("readiness-ca-file", "", "PEM file of the CA that signs the readiness service's certificate, given to the wait container (the webhook's default with --readiness-url: <cert-dir>/ca.crt); read at start-up")
+	readinessCAFile := fs.String("readiness-ca-file", "", "PEM file of the CA that signs the readiness service's certificate, given to the wait container (the webhook's default with --readiness-url: <cert-dir>/ca.crt); the webhook reads it again when it changes")
 	img := fs.String("wait-image", waitImage, "image of the injected wait-for-service and fetch containers")
 	domain := fs.String("cluster-domain", def.ClusterDomain, "the cluster's DNS domain, for Service names")
 	timeout := fs.Duration("default-timeout", def.DefaultTimeout, "timeout of Pods that set no depends-on.dev/timeout (0 waits forever)")
@@ -66,7 +66,7 @@ func BindConfigFlags(fs *flag.FlagSet, waitImage string, defaultCAFile func() st
 			} else if pem, err := os.ReadFile(file); err != nil {
 				errs = append(errs, fmt.Errorf("--readiness-ca-file: %w", err))
 			} else {
-				cfg.ReadinessCA = string(pem)
+				cfg.ReadinessCA, cfg.ReadinessCAFile = string(pem), file
 			}
 		} else if *readinessCAFile != "" {
 			errs = append(errs, errors.New("--readiness-ca-file needs --readiness-url"))

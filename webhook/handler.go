@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -81,7 +82,8 @@ type Recorder interface {
 
 // Handler is the admission.Handler for Pod creation.
 type Handler struct {
-	injector *Injector
+	// injector is swapped by SetInjector (a rotated readiness CA).
+	injector atomic.Pointer[Injector]
 	recorder Recorder
 	// satisfier and satisfiedDeadline: see HandlerOptions.
 	satisfier         Satisfier
@@ -102,8 +104,13 @@ type HandlerOptions struct {
 // NewHandler returns a Handler that injects with in.
 func NewHandler(in *Injector, opts HandlerOptions) *Handler {
 	setDefault(&opts.SatisfiedDeadline, DefaultSatisfiedDeadline)
-	return &Handler{injector: in, recorder: opts.Recorder, satisfier: opts.Satisfier, satisfiedDeadline: opts.SatisfiedDeadline}
+	h := &Handler{recorder: opts.Recorder, satisfier: opts.Satisfier, satisfiedDeadline: opts.SatisfiedDeadline}
+	h.injector.Store(in)
+	return h
 }
+
+// SetInjector makes the requests that start from now on inject with in.
+func (h *Handler) SetInjector(in *Injector) { h.injector.Store(in) }
 
 var _ admission.Handler = (*Handler)(nil)
 

@@ -111,14 +111,15 @@ func satisfiedStatus(spec *Spec, prev, built *Status, satisfied SatisfiedFunc) *
 // mutate is Injector.Mutate, or MutateChecked with h's Satisfier: any doubt
 // (an error, a deadline passed, a target not seen) injects.
 func (h *Handler) mutate(ctx context.Context, pod *Pod, namespace string) (Mutation, bool, error) {
+	in := h.injector.Load()
 	if h.satisfier == nil {
-		m, err := h.injector.Mutate(pod, namespace)
+		m, err := in.Mutate(pod, namespace)
 		return m, false, err
 	}
 	if namespace == "" {
 		namespace = pod.Namespace
 	}
-	return h.injector.MutateChecked(pod, namespace, func(targets []string) bool {
+	return in.MutateChecked(pod, namespace, func(targets []string) bool {
 		ctx, cancel := context.WithTimeout(ctx, h.satisfiedDeadline)
 		defer cancel()
 		v, err := h.satisfier.Satisfied(ctx, namespace, targets)

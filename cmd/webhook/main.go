@@ -89,6 +89,7 @@ func parseFlags(args []string, out io.Writer) (*cliOptions, error) {
 	fs.DurationVar(&s.satisfiedDeadline, "satisfied-deadline", webhook.DefaultSatisfiedDeadline, "longest an admission waits for the readiness service when its answer is not cached; past it the Pod is injected")
 	fs.DurationVar(&s.satisfiedTTL, "satisfied-ttl", 5*time.Second, "how long a satisfied answer is used, refreshed in the background after half of it")
 	fs.StringVar(&s.satisfiedTokenFile, "satisfied-token-file", webhook.ReadinessTokenDir+"/token", "the webhook's projected ServiceAccount token for the readiness service (audience "+webhook.ReadinessAudience+"), read again before each request")
+	fs.DurationVar(&s.caReloadInterval, "readiness-ca-reload-interval", 10*time.Second, "how often the webhook reads --readiness-ca-file again, so that a rotated CA reaches new wait containers without a restart (0: never)")
 	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
 	o.zap.BindFlags(fs)
 

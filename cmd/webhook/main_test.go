@@ -24,6 +24,7 @@ import (
 
 	"github.com/depends-on/depends-on/certs/certgen"
 	"github.com/depends-on/depends-on/test/testutil"
+	"github.com/depends-on/depends-on/webhook"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -302,5 +303,97 @@ func TestNewSatisfier(t *testing.T) {
 	fams, err := reg.Gather()
 	if err != nil || len(fams) != 1 || fams[0].GetName() != "depends_on_satisfied_checks_total" {
 		t.Errorf("metrics %v %v", fams, err)
+	}
+}
+
+// A rotated readiness CA reaches the wait containers of new Pods without a
+// restart: the webhook reads --readiness-ca-file again.
+func TestReadinessCAReload(t *testing.T) {
+	dir := t.TempDir()
+	serving, err := certgen.Generate(certgen.Options{NoService: true, Hosts: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := serving.WriteFiles(dir); err != nil {
+		t.Fatal(err)
+	}
+	var cas [2][]byte
+	for i := range cas {
+		b, err := certgen.Generate(certgen.Options{NoService: true, Hosts: []string{"r.test"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cas[i] = b.CACert
+	}
+	caFile := filepath.Join(t.TempDir(), "readiness-ca.crt")
+	if err := os.WriteFile(caFile, cas[0], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := parseFlags([]string{"--readiness-url=https://r.test:443", "--readiness-ca-file=" + caFile,
+		"--skip-satisfied=false", "--readiness-ca-reload-interval=50ms"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := cli.server
+	o.host, o.port, o.certDir = "127.0.0.1", freePort(t), dir
+	o.healthAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	o.metricsAddr = "0"
+	o.drainPeriod, o.shutdownTimeout = 0, 2*time.Second
+	reg := prometheus.NewRegistry()
+	o.registry, o.gatherer = reg, reg
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var logs testutil.SyncBuffer
+	go func() { done <- run(ctx, o, zap.New(zap.WriteTo(&logs))) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: serving.CertPool(), MinVersion: tls.VersionTLS12},
+	}}
+	waitFor(t, func() bool {
+		resp, err := http.Get("http://" + o.healthAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	// The CA the wait container gets, from the patch's env value.
+	caOf := func() string {
+		pod := `{"metadata":{"name":"p","annotations":{"depends-on.dev/jobs":"migrate"}},"spec":{"serviceAccountName":"default","containers":[{"name":"app","image":"busybox:1.28"}]}}`
+		_, body := postReview(t, client, "https://127.0.0.1:"+strconv.Itoa(o.port)+MutatePath, pod)
+		var ops []struct {
+			Value json.RawMessage `json:"value"`
+		}
+		if err := json.Unmarshal(body.Patch, &ops); err != nil {
+			t.Fatalf("patch %s: %v", body.Patch, err)
+		}
+		for _, op := range ops {
+			var cs []corev1.Container
+			if json.Unmarshal(op.Value, &cs) != nil {
+				continue
+			}
+			for _, c := range cs {
+				for _, e := range c.Env {
+					if e.Name == webhook.EnvReadinessCA {
+						return e.Value
+					}
+				}
+			}
+		}
+		t.Fatalf("no %s in the patch %s", webhook.EnvReadinessCA, body.Patch)
+		return ""
+	}
+	if got := caOf(); got != string(cas[0]) {
+		t.Fatalf("before the rotation the wait container got another CA:\n%s", got)
+	}
+	if err := os.WriteFile(caFile, cas[1], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return caOf() == string(cas[1]) })
+	if !strings.Contains(logs.String(), "readiness CA changed") {
+		t.Errorf("no log line for the change:\n%s", logs.String())
 	}
 }

@@ -42,6 +42,10 @@ type serverOptions struct {
 	satisfiedDeadline  time.Duration
 	satisfiedTTL       time.Duration
 	satisfiedTokenFile string
+	// caReloadInterval is how often the readiness CA file is read again
+	// (0: never); a changed CA reaches new wait containers and the
+	// satisfied client without a restart.
+	caReloadInterval time.Duration
 	// registry receives the metrics; nil means controller-runtime's registry,
 	// which already holds its webhook request metrics.
 	registry prometheus.Registerer
@@ -96,6 +100,25 @@ func run(ctx context.Context, o serverOptions, log logr.Logger) error {
 		}
 	}
 	handler := webhook.NewHandler(injector, hopts)
+	if f := o.injector.ReadinessCAFile; f != "" && o.caReloadInterval > 0 {
+		go watchFile(ctx, f, o.injector.ReadinessCA, o.caReloadInterval, func(pem string) {
+			cfg := o.injector
+			cfg.ReadinessCA = pem
+			in, err := webhook.NewInjector(cfg)
+			if err != nil {
+				log.Error(err, "readiness CA changed but is not usable: keeping the previous one", "file", f)
+				return
+			}
+			if s, ok := hopts.Satisfier.(*satisfier); ok {
+				if err := s.SetCA([]byte(pem)); err != nil {
+					log.Error(err, "readiness CA changed but is not usable: keeping the previous one", "file", f)
+					return
+				}
+			}
+			handler.SetInjector(in)
+			log.Info("readiness CA changed: new wait containers and the satisfied checks use it", "file", f)
+		})
+	}
 	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{
 		Host:    o.host,
 		Port:    o.port,
@@ -207,4 +230,26 @@ func newSatisfier(o serverOptions, reg prometheus.Registerer, log logr.Logger) (
 		return nil, fmt.Errorf("readiness status client: %w", err)
 	}
 	return &satisfier{Client: c, metrics: m}, nil
+}
+
+// watchFile reads file every interval until ctx is done and calls changed
+// with its content when it differs from last (the kubelet replaces a Secret's
+// files atomically, so a read sees the old or the new content whole). A
+// read error keeps last.
+func watchFile(ctx context.Context, file, last string, interval time.Duration, changed func(string)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		b, err := os.ReadFile(file)
+		if err != nil || string(b) == last {
+			continue
+		}
+		last = string(b)
+		changed(last)
+	}
 }

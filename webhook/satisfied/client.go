@@ -19,6 +19,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -65,7 +66,8 @@ type Options struct {
 type Client struct {
 	opts Options
 	base *url.URL
-	http *http.Client
+	// http is replaced by SetCA (a rotated CA).
+	http atomic.Pointer[http.Client]
 
 	mu      sync.Mutex
 	entries map[key]*entry
@@ -97,10 +99,6 @@ func New(o Options) (*Client, error) {
 	if o.TokenFile == "" {
 		return nil, errors.New("token file is required")
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(o.CA) {
-		return nil, errors.New("readiness CA holds no PEM certificate")
-	}
 	if o.TTL <= 0 {
 		o.TTL = 5 * time.Second
 	}
@@ -122,15 +120,32 @@ func New(o Options) (*Client, error) {
 	if o.Log.GetSink() == nil {
 		o.Log = logr.Discard()
 	}
+	c := &Client{opts: o, base: u, entries: map[key]*entry{}}
+	if err := c.SetCA(o.CA); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// SetCA makes the requests that start from now on trust the CAs in pem (a
+// rotated CA); connections made before are closed once idle.
+func (c *Client) SetCA(pem []byte) error {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return errors.New("readiness CA holds no PEM certificate")
+	}
 	tr := &http.Transport{
 		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     90 * time.Second,
-		TLSHandshakeTimeout: o.RequestTimeout,
+		TLSHandshakeTimeout: c.opts.RequestTimeout,
 		// The readiness service speaks HTTP/1.1 only.
 		ForceAttemptHTTP2: false,
 	}
-	return &Client{opts: o, base: u, http: &http.Client{Transport: tr, Timeout: o.RequestTimeout}, entries: map[key]*entry{}}, nil
+	if old := c.http.Swap(&http.Client{Transport: tr, Timeout: c.opts.RequestTimeout}); old != nil {
+		old.CloseIdleConnections()
+	}
+	return nil
 }
 
 // Satisfied implements webhook.Satisfier: satisfied only when every target
@@ -387,7 +402,7 @@ func (c *Client) fetch(namespace string, targets []string) (map[string]readiness
 		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-	resp, err := c.http.Do(req)
+	resp, err := c.http.Load().Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", readiness.StatusPath, err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/depends-on/depends-on/certs/certgen"
 	"github.com/depends-on/depends-on/webhook"
 	"github.com/depends-on/depends-on/webhook/readiness"
 )
@@ -386,5 +387,31 @@ func TestClientPings(t *testing.T) {
 	defer f.svc.mu.Unlock()
 	if f.svc.calls[0] != "default " || f.svc.tokens[0] != "Bearer token-1" {
 		t.Errorf("first request %q with %q, want a ping with the token", f.svc.calls[0], f.svc.tokens[0])
+	}
+}
+
+// SetCA (a rotated CA): the requests after it trust only the new CAs.
+func TestClientSetCA(t *testing.T) {
+	f := newFixture(t)
+	f.svc.set("job:app/migrate", readiness.StateReady)
+	other, err := certgen.Generate(certgen.Options{NoService: true, Hosts: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.SetCA(other.CACert); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := f.ask(t, 2*time.Second, "job:app/migrate"); v == webhook.VerdictSatisfied || err == nil || f.svc.ncalls() != 0 {
+		t.Fatalf("with a CA that does not sign the server: %s %v, %d requests served", v, err, f.svc.ncalls())
+	}
+	f.clock.add(2 * time.Second) // past the memory of the failure
+	if err := f.c.SetCA(f.c.opts.CA); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := f.ask(t, 2*time.Second, "job:app/migrate"); v != webhook.VerdictSatisfied || err != nil {
+		t.Fatalf("with the server's CA again: %s %v", v, err)
+	}
+	if err := f.c.SetCA([]byte("nope")); err == nil {
+		t.Error("SetCA accepted a value without a certificate")
 	}
 }
