@@ -121,7 +121,11 @@ func freePort(t *testing.T) int {
 
 // TestServe runs the real server on loopback with a fresh certificate: it patches
 // over TLS 1.2+ without HTTP/2, counts decisions, and drains on shutdown.
-func TestServe(t *testing.T) {
+// testServer returns the options of a server parsed from args, on free
+// loopback ports with a throwaway serving certificate (the bundle) and its
+// own metrics registry.
+func testServer(t *testing.T, args ...string) (serverOptions, *certgen.Bundle) {
+	t.Helper()
 	dir := t.TempDir()
 	bundle, err := certgen.Generate(certgen.Options{NoService: true, Hosts: []string{"127.0.0.1"}})
 	if err != nil {
@@ -130,7 +134,7 @@ func TestServe(t *testing.T) {
 	if err := bundle.WriteFiles(dir); err != nil {
 		t.Fatal(err)
 	}
-	cli, err := parseFlags(nil, io.Discard)
+	cli, err := parseFlags(args, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,6 +145,24 @@ func TestServe(t *testing.T) {
 	o.drainPeriod, o.shutdownTimeout = 700*time.Millisecond, 2*time.Second
 	reg := prometheus.NewRegistry()
 	o.registry, o.gatherer = reg, reg
+	return o, bundle
+}
+
+// waitReady waits until the server's /readyz answers 200.
+func waitReady(t *testing.T, o serverOptions) {
+	t.Helper()
+	waitFor(t, func() bool {
+		resp, err := http.Get("http://" + o.healthAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+func TestServe(t *testing.T) {
+	o, bundle := testServer(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -153,14 +175,7 @@ func TestServe(t *testing.T) {
 		ForceAttemptHTTP2: true,
 	}}
 	base := "https://127.0.0.1:" + strconv.Itoa(o.port)
-	waitFor(t, func() bool {
-		resp, err := http.Get("http://" + o.healthAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	waitReady(t, o)
 
 	pod := `{"metadata":{"name":"myapp-pod","annotations":{"depends-on.dev/services":"myservice, mydb"}},"spec":{"containers":[{"name":"app","image":"busybox:1.28"}]}}`
 	resp, body := postReview(t, client, base+MutatePath, pod)
@@ -309,14 +324,6 @@ func TestNewSatisfier(t *testing.T) {
 // A rotated readiness CA reaches the wait containers of new Pods without a
 // restart: the webhook reads --readiness-ca-file again.
 func TestReadinessCAReload(t *testing.T) {
-	dir := t.TempDir()
-	serving, err := certgen.Generate(certgen.Options{NoService: true, Hosts: []string{"127.0.0.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := serving.WriteFiles(dir); err != nil {
-		t.Fatal(err)
-	}
 	var cas [2][]byte
 	for i := range cas {
 		b, err := certgen.Generate(certgen.Options{NoService: true, Hosts: []string{"r.test"}})
@@ -329,18 +336,9 @@ func TestReadinessCAReload(t *testing.T) {
 	if err := os.WriteFile(caFile, cas[0], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cli, err := parseFlags([]string{"--readiness-url=https://r.test:443", "--readiness-ca-file=" + caFile,
-		"--skip-satisfied=false", "--readiness-ca-reload-interval=50ms"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := cli.server
-	o.host, o.port, o.certDir = "127.0.0.1", freePort(t), dir
-	o.healthAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
-	o.metricsAddr = "0"
-	o.drainPeriod, o.shutdownTimeout = 0, 2*time.Second
-	reg := prometheus.NewRegistry()
-	o.registry, o.gatherer = reg, reg
+	o, serving := testServer(t, "--readiness-url=https://r.test:443", "--readiness-ca-file="+caFile,
+		"--skip-satisfied=false", "--readiness-ca-reload-interval=50ms")
+	o.metricsAddr, o.drainPeriod = "0", 0
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var logs testutil.SyncBuffer
@@ -352,14 +350,7 @@ func TestReadinessCAReload(t *testing.T) {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: serving.CertPool(), MinVersion: tls.VersionTLS12},
 	}}
-	waitFor(t, func() bool {
-		resp, err := http.Get("http://" + o.healthAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	waitReady(t, o)
 	// The CA the wait container gets, from the patch's env value.
 	caOf := func() string {
 		pod := `{"metadata":{"name":"p","annotations":{"depends-on.dev/jobs":"migrate"}},"spec":{"serviceAccountName":"default","containers":[{"name":"app","image":"busybox:1.28"}]}}`

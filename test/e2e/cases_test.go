@@ -19,6 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/depends-on/depends-on/deploy"
+	"github.com/depends-on/depends-on/test/testutil"
 	"github.com/depends-on/depends-on/webhook"
 )
 
@@ -236,12 +237,7 @@ func testTimeout(t *testing.T) {
 	if _, err := e.cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	p := waitPod(t, ctx, ns, "never-ready", 3*time.Minute, "the Pod Failed", func(p *corev1.Pod) (bool, error) {
-		if p.Status.Phase == corev1.PodSucceeded {
-			return false, fmt.Errorf("pod succeeded")
-		}
-		return p.Status.Phase == corev1.PodFailed, nil
-	})
+	p := waitPod(t, ctx, ns, "never-ready", 3*time.Minute, "the Pod Failed", podFailed)
 	missing := "dns:never-there." + ns + ".svc.cluster.local."
 	var term *corev1.ContainerStateTerminated
 	for _, s := range p.Status.InitContainerStatuses {
@@ -409,7 +405,7 @@ func testRestricted(t *testing.T) {
 		t.Fatalf("a non-compliant Pod was not rejected by Pod Security: %v", err)
 	}
 	kubectl(t, ctx, "-n", ns, "apply", "-f", "examples/info-page.yaml") // restricted-compliant itself
-	pod := restrictedPod(tinyPod("restricted-app", map[string]string{
+	pod := testutil.Restricted(tinyPod("restricted-app", map[string]string{
 		webhook.AnnotationServices: "info-page:80",
 		webhook.AnnotationFetch:    "/etc/app/page.html=http://info-page/",
 	}))
@@ -759,6 +755,15 @@ func wantInit(t *testing.T, p *corev1.Pod, name, image string, want ...string) {
 		return
 	}
 	t.Fatalf("%s: no injected init container %s (have %d init containers)", p.Name, name, len(p.Spec.InitContainers))
+}
+
+// podFailed is waitPod's condition for a Pod that must fail: an error if it
+// succeeded instead.
+func podFailed(p *corev1.Pod) (bool, error) {
+	if p.Status.Phase == corev1.PodSucceeded {
+		return false, fmt.Errorf("pod succeeded")
+	}
+	return p.Status.Phase == corev1.PodFailed, nil
 }
 
 // waitLogsKubectl waits until `kubectl logs -c container` shows every want

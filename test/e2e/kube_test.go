@@ -266,23 +266,6 @@ func tinyPod(name string, annotations map[string]string) *corev1.Pod {
 	}
 }
 
-// restrictedPod makes a Pod pass the Pod Security "restricted" profile.
-func restrictedPod(p *corev1.Pod) *corev1.Pod {
-	p.Spec.SecurityContext = &corev1.PodSecurityContext{
-		RunAsNonRoot:   ptr.To(true),
-		RunAsUser:      ptr.To[int64](65534),
-		RunAsGroup:     ptr.To[int64](65534),
-		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-	}
-	for i := range p.Spec.Containers {
-		p.Spec.Containers[i].SecurityContext = &corev1.SecurityContext{
-			AllowPrivilegeEscalation: ptr.To(false),
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-		}
-	}
-	return p
-}
-
 // waitPod polls the Pod until cond is true. cond may return an error to stop
 // early (e.g. the Pod failed). On timeout the test fails with the Pod's status.
 func waitPod(t *testing.T, ctx context.Context, ns, name string, timeout time.Duration, what string, cond func(*corev1.Pod) (bool, error)) *corev1.Pod {

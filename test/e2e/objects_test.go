@@ -149,12 +149,7 @@ func testJobFailed(t *testing.T) {
 	if !done.failed() {
 		t.Fatalf("Job migrate completed; it was meant to fail")
 	}
-	p := waitPod(t, ctx, ns, "app", time.Minute, "the Pod Failed", func(p *corev1.Pod) (bool, error) {
-		if p.Status.Phase == corev1.PodSucceeded {
-			return false, fmt.Errorf("pod succeeded")
-		}
-		return p.Status.Phase == corev1.PodFailed, nil
-	})
+	p := waitPod(t, ctx, ns, "app", time.Minute, "the Pod Failed", podFailed)
 	term := initTerminated(p, webhook.WaitContainerName)
 	if term == nil || term.ExitCode != 1 {
 		t.Fatalf("wait-for-service did not exit 1:\n%s", podStatus(p))
@@ -410,12 +405,7 @@ func testCrossNamespace(t *testing.T) {
 	if _, err := e.cs.CoreV1().Pods(ns).Create(ctx, refused, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	p := waitPod(t, ctx, ns, "refused", 3*time.Minute, "the Pod Failed", func(p *corev1.Pod) (bool, error) {
-		if p.Status.Phase == corev1.PodSucceeded {
-			return false, fmt.Errorf("pod succeeded")
-		}
-		return p.Status.Phase == corev1.PodFailed, nil
-	})
+	p := waitPod(t, ctx, ns, "refused", 3*time.Minute, "the Pod Failed", podFailed)
 	wantObjectWait(t, p, target)
 	term := initTerminated(p, webhook.WaitContainerName)
 	if term == nil || term.ExitCode != 1 {

@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/depends-on/depends-on/deploy"
@@ -71,7 +70,7 @@ func TestSatisfied(t *testing.T) {
 	if _, err := cs.CoreV1().ServiceAccounts(deploy.Namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: deploy.Name}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	wp := restricted(simplePod(deploy.Namespace, tokenPod, nil))
+	wp := testutil.Restricted(simplePod(deploy.Namespace, tokenPod, nil))
 	wp.Spec.ServiceAccountName = deploy.Name
 	if err := suite.client.Create(ctx, wp); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
@@ -268,20 +267,4 @@ func registerNamespaceWebhook(t *testing.T, w *webhookProcess, ns string) {
 		err := suite.client.Create(ctx, p, client.DryRunAll)
 		return err == nil && len(p.Spec.InitContainers) == 1
 	}, func() string { return fmt.Sprintf("webhook at %s not called for namespace %s", w.mutateURL(), ns) })
-}
-
-// restricted makes p pass the Pod Security "restricted" profile.
-func restricted(p *corev1.Pod) *corev1.Pod {
-	p.Spec.SecurityContext = &corev1.PodSecurityContext{
-		RunAsNonRoot:   ptr.To(true),
-		RunAsUser:      ptr.To[int64](65534),
-		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-	}
-	for i := range p.Spec.Containers {
-		p.Spec.Containers[i].SecurityContext = &corev1.SecurityContext{
-			AllowPrivilegeEscalation: ptr.To(false),
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-		}
-	}
-	return p
 }

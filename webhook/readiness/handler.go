@@ -221,15 +221,8 @@ func (h *Handler) serveWait(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	who, err := h.opts.Authenticator.Authenticate(ctx, bearer(r))
-	if err != nil {
-		if errors.Is(err, ErrUnauthenticated) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="depends-on-readiness"`)
-			h.fail(w, http.StatusUnauthorized, err.Error())
-			return
-		}
-		h.opts.Log.Error(err, "authenticate")
-		h.fail(w, http.StatusServiceUnavailable, "cannot check the token now: try again")
+	who, ok := h.authenticate(w, r, h.fail)
+	if !ok {
 		return
 	}
 	if err := h.opts.Authorizer.Authorize(who, req.target.Namespace); err != nil {
@@ -299,6 +292,24 @@ func (h *Handler) answer(w http.ResponseWriter, t Target, res Result, start time
 	h.opts.Log.V(1).Info("answer", "target", t.String(), "state", string(res.State), "reason", res.Reason,
 		"pod", who.Namespace+"/"+who.PodName, "held", time.Since(start).String())
 	writeJSON(w, http.StatusOK, Answer{Target: t.String(), State: res.State, Reason: res.Reason})
+}
+
+// authenticate returns who sent r's bearer token; when it cannot tell, it
+// answers with fail (401 for a bad token, 503 when TokenReview failed) and
+// returns false.
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, fail func(http.ResponseWriter, int, string)) (Identity, bool) {
+	who, err := h.opts.Authenticator.Authenticate(r.Context(), bearer(r))
+	if err == nil {
+		return who, true
+	}
+	if errors.Is(err, ErrUnauthenticated) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="depends-on-readiness"`)
+		fail(w, http.StatusUnauthorized, err.Error())
+		return Identity{}, false
+	}
+	h.opts.Log.Error(err, "authenticate")
+	fail(w, http.StatusServiceUnavailable, "cannot check the token now: try again")
+	return Identity{}, false
 }
 
 func (h *Handler) fail(w http.ResponseWriter, code int, msg string) {

@@ -98,15 +98,8 @@ func (h *Handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	who, err := h.opts.Authenticator.Authenticate(ctx, bearer(r))
-	if err != nil {
-		if errors.Is(err, ErrUnauthenticated) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="depends-on-readiness"`)
-			h.failStatus(w, http.StatusUnauthorized, err.Error())
-			return
-		}
-		h.opts.Log.Error(err, "authenticate")
-		h.failStatus(w, http.StatusServiceUnavailable, "cannot check the token now: try again")
+	who, ok := h.authenticate(w, r, h.failStatus)
+	if !ok {
 		return
 	}
 	user := serviceAccountPrefix + who.Namespace + ":" + who.ServiceAccount
